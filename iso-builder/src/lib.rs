@@ -1,0 +1,5 @@
+//! Bulkhead's image builder: pinned inputs, root trees, the initramfs (cpio
+//! newc), compression, the ESP image, ISO9660 with El Torito and a hybrid
+//! MBR/GPT, checksums and the build manifest.
+
+pub mod cpio;

@@ -1,0 +1,1 @@
+//! Reading the machine, verdicts per requirement, and the HCL report.

@@ -3,3 +3,4 @@
 //! MBR/GPT, checksums and the build manifest.
 
 pub mod cpio;
+pub mod inputs;

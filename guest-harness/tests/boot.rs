@@ -1,0 +1,77 @@
+//! The harness itself, proven in real guests.
+
+use guest_harness::{Bus, Disk, Firmware, Initramfs, Kernel, Vm, sparse_disk};
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn script_status_and_output_come_back_bios_and_uefi() {
+    let k = Kernel::pinned().unwrap();
+    let initrd = Initramfs::new(&k).script("echo hello-from-guest; uname -r; exit 7\n");
+    for fw in [Firmware::Bios, Firmware::Uefi] {
+        let out = Vm::new()
+            .kernel(&k, &initrd, "")
+            .firmware(fw)
+            .run()
+            .unwrap();
+        assert_eq!(out.exit_code, Some(7), "{fw:?}: {}", out.serial);
+        assert!(
+            out.script_output().contains("hello-from-guest"),
+            "{}",
+            out.serial
+        );
+        assert!(out.script_output().contains(&k.release), "{}", out.serial);
+    }
+}
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn disks_on_every_bus_and_dm_crypt_with_host_cryptsetup() {
+    let k = Kernel::pinned().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = Vm::new().memory_mib(1024);
+    let buses = [
+        (Bus::Virtio, "/dev/vda"),
+        (Bus::Nvme, "/dev/nvme0n1"),
+        (Bus::Ahci, "/dev/sda"),
+        (Bus::Usb, "/dev/sdb"),
+    ];
+    for (i, (bus, _)) in buses.iter().enumerate() {
+        let p = dir.path().join(format!("d{i}.img"));
+        sparse_disk(&p, (64 + i as u64) << 20).unwrap();
+        vm = vm.disk(Disk::new(&p).bus(*bus).serial(&format!("BH{i}")));
+    }
+    let script = r#"set -e
+for d in /dev/vda /dev/nvme0n1 /dev/sda /dev/sdb; do wait-dev $d 30; echo "$d $(cat /sys/class/block/${d#/dev/}/size)"; done
+printf 'pw' > /tmp/pw
+cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file /tmp/pw /dev/vda
+cryptsetup open --key-file /tmp/pw /dev/vda t
+mkfs.ext4 -q /dev/mapper/t
+mount /dev/mapper/t /mnt && echo data > /mnt/f && umount /mnt
+cryptsetup close t
+echo crypt-ok
+"#;
+    let initrd = Initramfs::new(&k)
+        .host_binary("/usr/sbin/cryptsetup")
+        .host_binary("/usr/sbin/mkfs.ext4")
+        .script(script);
+    let out = vm.kernel(&k, &initrd, "").run().unwrap();
+    out.assert_success();
+    let o = out.script_output();
+    assert!(o.contains("/dev/vda 131072"), "{o}");
+    assert!(o.contains("/dev/nvme0n1 133120"), "{o}");
+    assert!(o.contains("crypt-ok"), "{o}");
+}
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn timeout_kills_a_hung_guest() {
+    let k = Kernel::pinned().unwrap();
+    let initrd = Initramfs::new(&k).script("sleep 100000\n");
+    let out = Vm::new()
+        .kernel(&k, &initrd, "")
+        .timeout(std::time::Duration::from_secs(20))
+        .run()
+        .unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.exit_code, None);
+}

@@ -273,7 +273,16 @@ impl Archive {
                 }
                 Content::Bytes(data) => {
                     let size = data.len() as u32;
-                    header(&mut w, path, ino, S_IFREG | entry.perm, 1, mtime, size, (0, 0))?;
+                    header(
+                        &mut w,
+                        path,
+                        ino,
+                        S_IFREG | entry.perm,
+                        1,
+                        mtime,
+                        size,
+                        (0, 0),
+                    )?;
                     w.write_all(data)?;
                     pad(&mut w)?;
                 }

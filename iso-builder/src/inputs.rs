@@ -362,7 +362,10 @@ mod tests {
         let cache = Cache::new(dir.path(), "cargo xtask pin").offline(true);
         let pin = parse_apt_show(SHOW).unwrap();
         let err = cache.deb(&pin).unwrap_err().to_string();
-        assert!(err.contains("linux-image-6.1.0-50-amd64 6.1.176-1"), "{err}");
+        assert!(
+            err.contains("linux-image-6.1.0-50-amd64 6.1.176-1"),
+            "{err}"
+        );
     }
 
     #[test]

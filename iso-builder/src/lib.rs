@@ -4,3 +4,4 @@
 
 pub mod cpio;
 pub mod inputs;
+pub mod recipe;

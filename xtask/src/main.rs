@@ -115,7 +115,10 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         let scope: Vec<String> = if packages.is_empty() {
             vec!["--workspace".into()]
         } else {
-            packages.iter().flat_map(|p| ["-p".into(), p.clone()]).collect()
+            packages
+                .iter()
+                .flat_map(|p| ["-p".into(), p.clone()])
+                .collect()
         };
         if has_nextest() {
             cmd.args(["nextest", "run", "--no-fail-fast"]).args(&scope);

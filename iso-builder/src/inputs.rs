@@ -40,13 +40,9 @@ impl DebPin {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error(
-        "{package} {version} is no longer served by the Debian archive (superseded versions are dropped at point releases and security updates); refresh the pins with `{refresh}`"
+        "{packages}: no longer served by the Debian archive (superseded versions are dropped at point releases and security updates); refresh the pins with `{refresh}`"
     )]
-    NotServed {
-        package: String,
-        version: String,
-        refresh: String,
-    },
+    NotServed { packages: String, refresh: String },
     #[error("{package}: apt knows no such package; run `apt-get update` first, or check the name")]
     UnknownPackage { package: String },
     #[error(
@@ -182,8 +178,7 @@ impl Cache {
             let stderr = String::from_utf8_lossy(&out.stderr);
             if stderr.contains("was not found") {
                 return Err(InputError::NotServed {
-                    package: pin.package.clone(),
-                    version: pin.version.clone(),
+                    packages: format!("{} {}", pin.package, pin.version),
                     refresh: self.refresh_hint.clone(),
                 });
             }
@@ -398,5 +393,193 @@ mod tests {
         let err = cache.deb(&pin).unwrap_err();
         assert!(matches!(err, InputError::HashMismatch { .. }), "{err}");
         assert!(!dir.path().join("sha256").join(&pin.sha256).exists());
+    }
+}
+
+/// A private apt configuration over given sources, independent of the
+/// host's own sources and package state: what the build fetches with.
+#[derive(Debug, Clone)]
+pub struct AptEnv {
+    dir: PathBuf,
+    arch: String,
+}
+
+impl AptEnv {
+    /// An apt state under `cache_root/apt/HASH` for these source lines.
+    pub fn new(cache_root: &Path, sources: &[String], arch: &str) -> Result<Self, InputError> {
+        let mut h = Sha256::new();
+        for s in sources {
+            h.update(s.as_bytes());
+            h.update(b"\n");
+        }
+        let dir = cache_root
+            .join("apt")
+            .join(&hex::encode(h.finalize())[..16]);
+        for sub in [
+            "state/lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+        ] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        let list = dir.join("sources.list");
+        fs::write(&list, sources.join("\n") + "\n").map_err(io_err("writing", &list))?;
+        let status = dir.join("status");
+        if !status.exists() {
+            fs::write(&status, "").map_err(io_err("writing", &status))?;
+        }
+        Ok(Self {
+            dir,
+            arch: arch.to_string(),
+        })
+    }
+
+    /// The `-o` options that point apt at this state.
+    pub fn options(&self) -> Vec<String> {
+        let d = self.dir.display();
+        vec![
+            format!("-oDir::Etc::SourceList={d}/sources.list"),
+            format!("-oDir::Etc::SourceParts={d}/sources.list.d"),
+            format!("-oDir::State={d}/state"),
+            format!("-oDir::State::status={d}/status"),
+            format!("-oDir::Cache={d}/cache"),
+            format!("-oAPT::Architecture={}", self.arch),
+            "-oAPT::Sandbox::User=root".to_string(),
+        ]
+    }
+
+    /// Downloads the package lists.
+    pub fn update(&self) -> Result<(), InputError> {
+        run(Command::new("apt-get")
+            .args(self.options())
+            .args(["update", "-q"]))?;
+        Ok(())
+    }
+
+    fn has_lists(&self) -> bool {
+        fs::read_dir(self.dir.join("state/lists"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Cache {
+    /// Every pin's .deb, fetching the missing ones in one apt call through
+    /// `apt` (updating its lists once if a version is not found), each
+    /// verified against its pin. All versions the archive no longer serves
+    /// are reported together.
+    pub fn debs(&self, pins: &[DebPin], apt: &AptEnv) -> Result<Vec<PathBuf>, InputError> {
+        let sha_dir = self.root.join("sha256");
+        let missing: Vec<&DebPin> = pins
+            .iter()
+            .filter(|p| !sha_dir.join(&p.sha256).is_file())
+            .collect();
+        if !missing.is_empty() {
+            if self.offline {
+                let p = missing[0];
+                return Err(InputError::Offline {
+                    package: format!("{} (and {} more)", p.package, missing.len() - 1),
+                    version: p.version.clone(),
+                    cache: self.root.clone(),
+                });
+            }
+            let _lock = self.lock()?;
+            if !apt.has_lists() {
+                apt.update()?;
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix(".fetch-")
+                .tempdir_in(&self.root)
+                .map_err(io_err("creating temporary directory in", &self.root))?;
+            let specs: Vec<String> = missing.iter().map(|p| p.apt_spec()).collect();
+            let download = |specs: &[String]| {
+                Command::new("apt-get")
+                    .args(apt.options())
+                    .args(["download", "-q"])
+                    .args(specs)
+                    .current_dir(tmp.path())
+                    .output()
+            };
+            let mut out = download(&specs).map_err(|e| InputError::Tool {
+                command: "apt-get download".into(),
+                detail: e.to_string(),
+            })?;
+            if !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("was not found")
+            {
+                apt.update()?;
+                out = download(&specs).map_err(|e| InputError::Tool {
+                    command: "apt-get download".into(),
+                    detail: e.to_string(),
+                })?;
+            }
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let gone: Vec<String> = stderr
+                    .lines()
+                    .filter_map(|l| {
+                        let rest = l.strip_prefix("E: Version '")?;
+                        let (ver, rest) = rest.split_once("' for '")?;
+                        let (pkg, _) = rest.split_once('\'')?;
+                        let pkg = pkg.split(':').next().unwrap_or(pkg);
+                        Some(format!("{pkg} {ver}"))
+                    })
+                    .collect();
+                if !gone.is_empty() {
+                    return Err(InputError::NotServed {
+                        packages: gone.join(", "),
+                        refresh: self.refresh_hint.clone(),
+                    });
+                }
+                return Err(InputError::Tool {
+                    command: "apt-get download".into(),
+                    detail: stderr.trim().to_string(),
+                });
+            }
+            fs::create_dir_all(&sha_dir).map_err(io_err("creating", &sha_dir))?;
+            for entry in fs::read_dir(tmp.path()).map_err(io_err("listing", tmp.path()))? {
+                let path = entry.map_err(io_err("listing", tmp.path()))?.path();
+                let actual = sha256_file(&path)?;
+                let Some(pin) = missing.iter().find(|p| p.sha256 == actual) else {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let pin = name.as_deref().and_then(|n| {
+                        missing
+                            .iter()
+                            .find(|p| n.starts_with(&format!("{}_", p.package)))
+                    });
+                    return Err(match pin {
+                        Some(p) => InputError::HashMismatch {
+                            package: p.package.clone(),
+                            version: p.version.clone(),
+                            expected: p.sha256.clone(),
+                            actual,
+                        },
+                        None => InputError::Tool {
+                            command: "apt-get download".into(),
+                            detail: format!("fetched an unexpected file {}", path.display()),
+                        },
+                    });
+                };
+                let dest = sha_dir.join(&pin.sha256);
+                fs::rename(&path, &dest).map_err(io_err("storing", &dest))?;
+            }
+        }
+        pins.iter()
+            .map(|p| {
+                let path = sha_dir.join(&p.sha256);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(InputError::Tool {
+                        command: "apt-get download".into(),
+                        detail: format!("{} {} was not downloaded", p.package, p.version),
+                    })
+                }
+            })
+            .collect()
     }
 }

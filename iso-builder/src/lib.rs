@@ -2,6 +2,9 @@
 //! newc), compression, the ESP image, ISO9660 with El Torito and a hybrid
 //! MBR/GPT, checksums and the build manifest.
 
+pub mod compress;
 pub mod cpio;
 pub mod inputs;
+pub mod lock;
 pub mod recipe;
+pub mod rootfs;

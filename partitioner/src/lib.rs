@@ -1,1 +1,15 @@
-//! Disk discovery and safety, the install plan (dry-run), GPT, LUKS2, filesystems, and applying the plan. Not implemented yet (see the partitioner issue).
+//! Bulkhead's partitioner: disk discovery and safety checks, the install
+//! plan (a dry run you can read before anything is destroyed), and applying
+//! it: GPT, ESP (FAT32), /boot (ext4), LUKS2 and Qubes' LVM layout.
+//!
+//! [`discover`] reads the machine, [`plan::Plan`] is the whole layout,
+//! [`refuse`] holds every reason to refuse a disk, and `apply` is the only
+//! code that writes to a disk.
+
+pub mod discover;
+pub mod plan;
+pub mod refuse;
+
+pub use discover::{DiskInfo, Inventory, discover, discover_system};
+pub use plan::Plan;
+pub use refuse::Refusal;

@@ -1,0 +1,784 @@
+//! Disk discovery: which whole disks exist, what is on them, and whether any
+//! of it is in use (mounted, swap, held by dm/md/LVM) or is the live medium.
+//!
+//! Sources, all read below a root directory so tests run on fixtures:
+//! `lsblk --json -O -b` (given as text: the tree, models, serials, file
+//! systems), `sys/block` (whole disks and `holders/`), `proc/mounts`,
+//! `proc/swaps`, `proc/cmdline` and `proc/meminfo`. lsblk and the kernel
+//! files are cross-checked: a device counts as in use if either says so.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// The ISO9660 label of Bulkhead's live medium (iso-builder's default).
+pub const DEFAULT_LIVE_LABEL: &str = "BULKHEAD";
+
+/// Mount points where live systems keep their boot medium.
+const LIVE_MOUNTS: &[&str] = &[
+    "/run/bulkhead/medium",
+    "/run/live/medium",
+    "/run/initramfs/live",
+    "/lib/live/mount/medium",
+    "/run/archiso/bootmnt",
+    "/cdrom",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("cannot run lsblk ({0}); install util-linux")]
+    LsblkStart(std::io::Error),
+    #[error("lsblk failed: {0}")]
+    LsblkFailed(String),
+    #[error("cannot parse lsblk JSON: {0}")]
+    LsblkJson(#[from] serde_json::Error),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How a disk is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Nvme,
+    Sata,
+    Usb,
+    Virtio,
+    Scsi,
+    Mmc,
+    Other(String),
+    Unknown,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Nvme => f.write_str("nvme"),
+            Transport::Sata => f.write_str("sata"),
+            Transport::Usb => f.write_str("usb"),
+            Transport::Virtio => f.write_str("virtio"),
+            Transport::Scsi => f.write_str("scsi"),
+            Transport::Mmc => f.write_str("mmc"),
+            Transport::Other(s) => f.write_str(s),
+            Transport::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// One device inside a disk's tree (a partition, a dm-crypt mapping, an LV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    pub path: String,
+    /// lsblk's type: part, crypt, lvm, raid1, ...
+    pub kind: String,
+    pub size_bytes: u64,
+    pub fstype: Option<String>,
+    pub label: Option<String>,
+    pub partlabel: Option<String>,
+    pub parttype: Option<String>,
+    pub mountpoints: Vec<String>,
+}
+
+/// A whole disk and everything known about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    pub path: String,
+    pub name: String,
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub size_bytes: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+    pub transport: Transport,
+    pub removable: bool,
+    pub read_only: bool,
+    pub rotational: bool,
+    /// `gpt`, `dos` or none.
+    pub partition_table: Option<String>,
+    /// File system or signature on the whole disk itself (no partitions).
+    pub whole_disk_fstype: Option<String>,
+    pub contents: Vec<Content>,
+    /// Recognisable operating systems or uses, e.g. "Windows", "Qubes OS".
+    pub os_hints: Vec<String>,
+    /// "DEVICE on MOUNTPOINT" for everything on the disk that is mounted.
+    pub mounted: Vec<String>,
+    /// Devices on the disk used as swap.
+    pub swap: Vec<String>,
+    /// dm/md/LVM devices holding the disk or one of its partitions.
+    pub holders: Vec<String>,
+    /// Why this disk is the live boot medium, if it is.
+    pub live_medium: Option<String>,
+}
+
+impl DiskInfo {
+    /// Whether anything on the disk is mounted, swap or held.
+    pub fn in_use(&self) -> bool {
+        !self.mounted.is_empty() || !self.swap.is_empty() || !self.holders.is_empty()
+    }
+
+    /// "Model (serial), 40.0 GiB, /dev/vda" for confirmations.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}, {}, {}",
+            self.model.as_deref().unwrap_or("unknown model"),
+            self.serial
+                .as_deref()
+                .map(|s| format!("(serial {s})"))
+                .unwrap_or_default(),
+            human_size(self.size_bytes),
+            self.path
+        )
+        .replace("  ", " ")
+    }
+}
+
+/// What the machine looks like: disks and memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub disks: Vec<DiskInfo>,
+    pub memory_bytes: u64,
+    pub cpus: u32,
+    /// The live medium label looked for.
+    pub live_label: String,
+}
+
+impl Inventory {
+    pub fn disk(&self, dev: &str) -> Option<&DiskInfo> {
+        let name = dev.trim_start_matches("/dev/");
+        self.disks.iter().find(|d| d.path == dev || d.name == name)
+    }
+}
+
+// ---- lsblk JSON -------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct LsblkTop {
+    blockdevices: Vec<LsblkDev>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(default)]
+struct LsblkDev {
+    name: Option<String>,
+    kname: Option<String>,
+    path: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    size: Option<NumOrStr>,
+    model: Option<String>,
+    vendor: Option<String>,
+    serial: Option<String>,
+    wwn: Option<String>,
+    tran: Option<String>,
+    rm: Option<BoolOrStr>,
+    ro: Option<BoolOrStr>,
+    rota: Option<BoolOrStr>,
+    hotplug: Option<BoolOrStr>,
+    #[serde(rename = "log-sec")]
+    log_sec: Option<NumOrStr>,
+    #[serde(rename = "phy-sec")]
+    phy_sec: Option<NumOrStr>,
+    pttype: Option<String>,
+    fstype: Option<String>,
+    label: Option<String>,
+    partlabel: Option<String>,
+    parttype: Option<String>,
+    parttypename: Option<String>,
+    mountpoint: Option<String>,
+    mountpoints: Option<Vec<Option<String>>>,
+    children: Option<Vec<LsblkDev>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+impl NumOrStr {
+    fn get(&self) -> Option<u64> {
+        match self {
+            NumOrStr::Num(n) => Some(*n),
+            NumOrStr::Str(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum BoolOrStr {
+    Bool(bool),
+    Num(u64),
+    Str(String),
+}
+
+impl BoolOrStr {
+    fn get(&self) -> bool {
+        match self {
+            BoolOrStr::Bool(b) => *b,
+            BoolOrStr::Num(n) => *n != 0,
+            BoolOrStr::Str(s) => s.trim() == "1" || s.trim() == "true",
+        }
+    }
+}
+
+fn flag(v: &Option<BoolOrStr>) -> bool {
+    v.as_ref().is_some_and(BoolOrStr::get)
+}
+
+impl LsblkDev {
+    fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| {
+            format!(
+                "/dev/{}",
+                self.name
+                    .as_deref()
+                    .or(self.kname.as_deref())
+                    .unwrap_or("?")
+            )
+        })
+    }
+    fn mounts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .mountpoints
+            .iter()
+            .flatten()
+            .flatten()
+            .cloned()
+            .collect();
+        if let Some(m) = &self.mountpoint
+            && !v.contains(m)
+        {
+            v.push(m.clone());
+        }
+        v
+    }
+    /// All names this device is known by (name, kname, path, /dev/mapper).
+    fn aliases(&self) -> Vec<String> {
+        let mut v = vec![self.path()];
+        for n in [&self.name, &self.kname].into_iter().flatten() {
+            v.push(format!("/dev/{n}"));
+            v.push(format!("/dev/mapper/{n}"));
+        }
+        v
+    }
+}
+
+// ---- kernel files -------------------------------------------------------------
+
+fn read_opt(path: &Path) -> Result<Option<String>, DiscoverError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DiscoverError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Decodes the octal escapes of /proc/mounts (`\040` for a space).
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push((v & 0xff) as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// (device, mount point, fstype) from /proc/mounts text.
+pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let dev = f.next()?;
+            let mnt = f.next()?;
+            let fs = f.next().unwrap_or("");
+            Some((unescape_mount(dev), unescape_mount(mnt), fs.to_string()))
+        })
+        .collect()
+}
+
+/// Swap device paths from /proc/swaps text (header line skipped).
+pub fn parse_swaps(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(unescape_mount))
+        .collect()
+}
+
+/// MemTotal in bytes from /proc/meminfo text.
+pub fn parse_meminfo(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// The live medium label from the kernel command line: `bulkhead.label=X`,
+/// `root=live:CDLABEL=X` or `root=live:LABEL=X`; the default otherwise.
+pub fn live_label_from_cmdline(cmdline: &str) -> String {
+    for arg in cmdline.split_whitespace() {
+        if let Some(l) = arg.strip_prefix("bulkhead.label=") {
+            return l.to_string();
+        }
+        if let Some(rest) = arg.strip_prefix("root=live:") {
+            for p in ["CDLABEL=", "LABEL="] {
+                if let Some(l) = rest.strip_prefix(p) {
+                    return l.to_string();
+                }
+            }
+        }
+    }
+    DEFAULT_LIVE_LABEL.to_string()
+}
+
+/// Devices named by `bulkhead.medium=/dev/X` on the kernel command line.
+fn live_devices_from_cmdline(cmdline: &str) -> Vec<String> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix("bulkhead.medium="))
+        .map(str::to_string)
+        .collect()
+}
+
+fn list_dir(path: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Holders of a disk and of its partitions from `sys/block/NAME`.
+fn sys_holders(root: &Path, name: &str) -> Vec<String> {
+    let base = root.join("sys/block").join(name);
+    let mut out: Vec<String> = list_dir(&base.join("holders"));
+    for sub in list_dir(&base) {
+        if sub.starts_with(name) {
+            out.extend(list_dir(&base.join(&sub).join("holders")));
+        }
+    }
+    for h in out.iter_mut() {
+        // Name dm devices by their mapper name when sysfs says it.
+        if let Ok(n) = std::fs::read_to_string(root.join("sys/block").join(&*h).join("dm/name")) {
+            *h = format!("{h} ({})", n.trim());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn transport_of(dev: &LsblkDev, root: &Path, name: &str) -> Transport {
+    match dev.tran.as_deref() {
+        Some("nvme") => return Transport::Nvme,
+        Some("sata") | Some("ata") => return Transport::Sata,
+        Some("usb") => return Transport::Usb,
+        Some("virtio") => return Transport::Virtio,
+        Some("mmc") => return Transport::Mmc,
+        Some("sas") | Some("spi") | Some("fc") | Some("iscsi") => return Transport::Scsi,
+        Some(other) if !other.is_empty() => return Transport::Other(other.to_string()),
+        _ => {}
+    }
+    if let Ok(target) = std::fs::read_link(root.join("sys/block").join(name)) {
+        let t = target.to_string_lossy();
+        if t.contains("/usb") {
+            return Transport::Usb;
+        }
+        if t.contains("/virtio") {
+            return Transport::Virtio;
+        }
+        if t.contains("/nvme") {
+            return Transport::Nvme;
+        }
+        if t.contains("/ata") {
+            return Transport::Sata;
+        }
+    }
+    if name.starts_with("vd") {
+        Transport::Virtio
+    } else if name.starts_with("nvme") {
+        Transport::Nvme
+    } else if name.starts_with("mmcblk") {
+        Transport::Mmc
+    } else {
+        Transport::Unknown
+    }
+}
+
+fn os_hints(contents: &[Content], whole: Option<&str>) -> Vec<String> {
+    let mut hints = BTreeSet::new();
+    let lower = |s: &Option<String>| s.clone().unwrap_or_default().to_lowercase();
+    for c in contents {
+        let fs = lower(&c.fstype);
+        let label = lower(&c.label);
+        let plabel = lower(&c.partlabel);
+        let ptype = lower(&c.parttype);
+        if fs == "ntfs" || fs == "bitlocker" || plabel.contains("microsoft") {
+            hints.insert("Windows");
+        }
+        if ptype == "e3c9e316-0b5c-4db8-817d-f92df00215ae" {
+            hints.insert("Windows");
+        }
+        if fs == "apfs" || fs == "hfsplus" {
+            hints.insert("macOS");
+        }
+        if c.kind == "lvm" && c.path.contains("qubes_dom0") {
+            hints.insert("Qubes OS");
+        }
+        if fs == "crypto_luks" {
+            hints.insert("encrypted (LUKS)");
+        }
+        if fs == "lvm2_member" {
+            hints.insert("LVM");
+        }
+        if fs.starts_with("linux_raid") {
+            hints.insert("RAID member");
+        }
+        if ["ext2", "ext3", "ext4", "btrfs", "xfs", "swap"].contains(&fs.as_str()) {
+            hints.insert("Linux");
+        }
+        if fs == "iso9660" || label.contains("bulkhead") {
+            hints.insert("installation medium");
+        }
+        if fs == "vfat" && (label == "efi" || ptype == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b") {
+            hints.insert("EFI system partition");
+        }
+    }
+    match whole.map(str::to_lowercase).as_deref() {
+        Some("iso9660") => {
+            hints.insert("installation medium");
+        }
+        Some("crypto_luks") => {
+            hints.insert("encrypted (LUKS)");
+        }
+        Some("lvm2_member") => {
+            hints.insert("LVM");
+        }
+        _ => {}
+    }
+    hints.into_iter().map(str::to_string).collect()
+}
+
+fn collect(dev: &LsblkDev, out: &mut Vec<(LsblkDev, String)>) {
+    for c in dev.children.iter().flatten() {
+        out.push((c.clone(), c.path()));
+        collect(c, out);
+    }
+}
+
+/// Builds the inventory from a root directory (normally `/`) and the text of
+/// `lsblk --json -O -b`.
+pub fn discover(root: &Path, lsblk_json: &str) -> Result<Inventory, DiscoverError> {
+    let top: LsblkTop = serde_json::from_str(lsblk_json)?;
+    let mounts = parse_mounts(&read_opt(&root.join("proc/mounts"))?.unwrap_or_default());
+    let swaps = parse_swaps(&read_opt(&root.join("proc/swaps"))?.unwrap_or_default());
+    let cmdline = read_opt(&root.join("proc/cmdline"))?.unwrap_or_default();
+    let memory_bytes =
+        parse_meminfo(&read_opt(&root.join("proc/meminfo"))?.unwrap_or_default()).unwrap_or(0);
+    let cpus = read_opt(&root.join("sys/devices/system/cpu/online"))?
+        .as_deref()
+        .map(count_cpus)
+        .unwrap_or(1)
+        .max(1);
+    let live_label = live_label_from_cmdline(&cmdline);
+    let live_devs = live_devices_from_cmdline(&cmdline);
+    let sys_block = root.join("sys/block");
+    let sys_names: Option<BTreeSet<String>> = sys_block
+        .is_dir()
+        .then(|| list_dir(&sys_block).into_iter().collect());
+
+    let mut disks = Vec::new();
+    for d in &top.blockdevices {
+        if d.kind.as_deref() != Some("disk") {
+            continue;
+        }
+        let name = d.kname.clone().or(d.name.clone()).unwrap_or_default();
+        if name.starts_with("zram") || name.starts_with("ram") || name.starts_with("loop") {
+            continue;
+        }
+        if let Some(names) = &sys_names
+            && !names.contains(&name)
+        {
+            continue;
+        }
+        let path = d.path();
+        let mut tree = vec![(d.clone(), path.clone())];
+        collect(d, &mut tree);
+
+        let mut contents = Vec::new();
+        let mut mounted = BTreeSet::new();
+        let mut swap = BTreeSet::new();
+        let mut holders: BTreeSet<String> = sys_holders(root, &name).into_iter().collect();
+        let mut live: Option<String> = None;
+        for (node, npath) in &tree {
+            let aliases = node.aliases();
+            for m in node.mounts() {
+                if m == "[SWAP]" {
+                    swap.insert(npath.clone());
+                } else {
+                    mounted.insert(format!("{npath} on {m}"));
+                }
+            }
+            for (dev, mnt, _fs) in &mounts {
+                if aliases.contains(dev) {
+                    mounted.insert(format!("{npath} on {mnt}"));
+                }
+            }
+            for s in &swaps {
+                if aliases.contains(s) {
+                    swap.insert(npath.clone());
+                }
+            }
+            let kind = node.kind.clone().unwrap_or_default();
+            if npath != &path && kind != "part" {
+                holders.insert(format!("{npath} ({kind})"));
+            }
+            if live.is_none() {
+                let ms: Vec<String> = node
+                    .mounts()
+                    .into_iter()
+                    .chain(
+                        mounts
+                            .iter()
+                            .filter(|(dev, _, _)| aliases.contains(dev))
+                            .map(|(_, m, _)| m.clone()),
+                    )
+                    .collect();
+                if let Some(m) = ms.iter().find(|m| LIVE_MOUNTS.contains(&m.as_str())) {
+                    live = Some(format!(
+                        "{npath} is mounted on {m}, the live medium's mount point"
+                    ));
+                } else if node.fstype.as_deref() == Some("iso9660")
+                    && node.label.as_deref() == Some(live_label.as_str())
+                {
+                    live = Some(format!("{npath} holds the ISO9660 volume {live_label:?}"));
+                } else if aliases.iter().any(|a| live_devs.contains(a)) {
+                    live = Some(format!(
+                        "{npath} is named by bulkhead.medium= on the kernel command line"
+                    ));
+                }
+            }
+            if npath != &path {
+                contents.push(Content {
+                    path: npath.clone(),
+                    kind,
+                    size_bytes: node.size.as_ref().and_then(NumOrStr::get).unwrap_or(0),
+                    fstype: node.fstype.clone(),
+                    label: node.label.clone(),
+                    partlabel: node.partlabel.clone(),
+                    parttype: node.parttype.clone(),
+                    mountpoints: node.mounts(),
+                });
+            }
+        }
+        let whole_disk_fstype = d.fstype.clone();
+        disks.push(DiskInfo {
+            transport: transport_of(d, root, &name),
+            path,
+            model: d.model.as_ref().map(|s| s.trim().to_string()),
+            vendor: d.vendor.as_ref().map(|s| s.trim().to_string()),
+            serial: d.serial.as_ref().map(|s| s.trim().to_string()),
+            wwn: d.wwn.clone(),
+            size_bytes: d.size.as_ref().and_then(NumOrStr::get).unwrap_or(0),
+            logical_sector: d.log_sec.as_ref().and_then(NumOrStr::get).unwrap_or(512) as u32,
+            physical_sector: d.phy_sec.as_ref().and_then(NumOrStr::get).unwrap_or(512) as u32,
+            removable: flag(&d.rm) || flag(&d.hotplug),
+            read_only: flag(&d.ro),
+            rotational: flag(&d.rota),
+            partition_table: d.pttype.clone(),
+            os_hints: os_hints(&contents, whole_disk_fstype.as_deref()),
+            whole_disk_fstype,
+            contents,
+            mounted: mounted.into_iter().collect(),
+            swap: swap.into_iter().collect(),
+            holders: holders.into_iter().collect(),
+            live_medium: live,
+            name,
+        });
+        let _ = d.parttypename.as_ref();
+    }
+    Ok(Inventory {
+        disks,
+        memory_bytes,
+        cpus,
+        live_label,
+    })
+}
+
+/// Counts CPUs in a sysfs list like `0-3,6`.
+fn count_cpus(list: &str) -> u32 {
+    list.trim()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => match (a.parse::<u32>(), b.parse::<u32>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 0,
+            },
+            None => u32::from(r.parse::<u32>().is_ok()),
+        })
+        .sum()
+}
+
+/// Runs `lsblk --json -O -b` on this machine.
+pub fn lsblk_json() -> Result<String, DiscoverError> {
+    let out = Command::new("lsblk")
+        .args(["--json", "-O", "-b"])
+        .output()
+        .map_err(DiscoverError::LsblkStart)?;
+    if !out.status.success() {
+        return Err(DiscoverError::LsblkFailed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The inventory of this machine.
+pub fn discover_system() -> Result<Inventory, DiscoverError> {
+    discover(Path::new("/"), &lsblk_json()?)
+}
+
+/// 1 decimal place in binary units.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// A table of the disks for people.
+pub fn render_list(inv: &Inventory) -> String {
+    let mut s = String::new();
+    for d in &inv.disks {
+        s.push_str(&format!(
+            "{}  {}  {}  {}{}\n",
+            d.path,
+            human_size(d.size_bytes),
+            d.transport,
+            d.model.as_deref().unwrap_or("unknown model"),
+            d.serial
+                .as_deref()
+                .map(|x| format!(" (serial {x})"))
+                .unwrap_or_default()
+        ));
+        let table = d
+            .partition_table
+            .clone()
+            .or(d.whole_disk_fstype.clone())
+            .unwrap_or_else(|| "nothing recognised".into());
+        s.push_str(&format!("    contains: {table}"));
+        if !d.os_hints.is_empty() {
+            s.push_str(&format!(" ({})", d.os_hints.join(", ")));
+        }
+        s.push('\n');
+        for c in &d.contents {
+            s.push_str(&format!(
+                "      {} {} {} {}{}\n",
+                c.path,
+                c.kind,
+                human_size(c.size_bytes),
+                c.fstype.as_deref().unwrap_or("-"),
+                c.label
+                    .as_deref()
+                    .or(c.partlabel.as_deref())
+                    .map(|l| format!(" \"{l}\""))
+                    .unwrap_or_default()
+            ));
+        }
+        if d.removable {
+            s.push_str("    removable\n");
+        }
+        if let Some(why) = &d.live_medium {
+            s.push_str(&format!("    LIVE MEDIUM: {why}\n"));
+        }
+        for m in &d.mounted {
+            s.push_str(&format!("    mounted: {m}\n"));
+        }
+        for m in &d.swap {
+            s.push_str(&format!("    swap: {m}\n"));
+        }
+        for m in &d.holders {
+            s.push_str(&format!("    held by: {m}\n"));
+        }
+    }
+    if inv.disks.is_empty() {
+        s.push_str("no disks found\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_unescape_spaces() {
+        let m = parse_mounts("/dev/sda1 /media/my\\040disk vfat rw 0 0\n");
+        assert_eq!(m[0].1, "/media/my disk");
+    }
+
+    #[test]
+    fn swaps_skip_header() {
+        let s = parse_swaps("Filename Type Size Used Priority\n/dev/dm-1 partition 1 0 -2\n");
+        assert_eq!(s, vec!["/dev/dm-1".to_string()]);
+    }
+
+    #[test]
+    fn cmdline_labels() {
+        assert_eq!(live_label_from_cmdline("quiet"), "BULKHEAD");
+        assert_eq!(live_label_from_cmdline("root=live:CDLABEL=BH_1 x"), "BH_1");
+        assert_eq!(live_label_from_cmdline("bulkhead.label=X2"), "X2");
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpus("0-3,6\n"), 5);
+        assert_eq!(count_cpus("0"), 1);
+        assert_eq!(count_cpus("junk"), 0);
+    }
+
+    #[test]
+    fn meminfo() {
+        assert_eq!(parse_meminfo("MemTotal:  1024 kB\n"), Some(1024 * 1024));
+        assert_eq!(parse_meminfo("nothing"), None);
+    }
+}

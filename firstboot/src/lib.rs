@@ -1,1 +1,84 @@
-//! First boot of the installed system: vm-pool, templates, service VMs, default qubes and global preferences. Not implemented yet (see the firstboot issue).
+//! First boot of an installed Bulkhead system: the `vm-pool` thin pool, the
+//! templates, the service qubes (sys-net, sys-firewall, sys-usb), default-dvm,
+//! the default AppVMs and the global preferences, as Qubes 4.2's initial
+//! setup makes them, but idempotent and resumable.
+//!
+//! [`settings`] reads the installer's answers, [`plan`] turns them into an
+//! ordered list of steps before anything is written, [`run`] executes the
+//! steps through a [`backend::Backend`] (the [`offline`] one writing
+//! qubes.xml, xl configs and LVM volumes directly, or [`adminapi`] talking to
+//! a running qubesd), recording each completed step.
+
+pub mod adminapi;
+pub mod backend;
+pub mod bench;
+pub mod facts;
+pub mod ls;
+pub mod model;
+pub mod offline;
+pub mod plan;
+pub mod qubesxml;
+pub mod run;
+pub mod settings;
+pub mod storage;
+mod util;
+pub mod xlcfg;
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong; each message says what, to what, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settings {path}: {msg}")]
+    Settings { path: PathBuf, msg: String },
+    #[error("qubes.xml: {0}")]
+    Xml(String),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("`{cmd}` failed: {msg}")]
+    Command { cmd: String, msg: String },
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("state: {0}")]
+    State(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("failure injected at {0} (test hook BULKHEAD_FIRSTBOOT_FAIL_AT)")]
+    Injected(String),
+    #[error("a previous first boot stopped before step {0}; run `firstboot --resume` to finish it")]
+    Interrupted(String),
+    #[error(
+        "{what}: {source}\nstep {step} did not complete; fix the cause and run `firstboot --resume` (finished steps are not redone)"
+    )]
+    StepFailed {
+        step: String,
+        what: String,
+        source: Box<Error>,
+    },
+    #[error("Admin API: {0}")]
+    Api(String),
+    #[error("qubesd refused {call}: {exc_type}: {message}")]
+    ApiException {
+        call: String,
+        exc_type: String,
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! The offline backend: writes qubes.xml, the xl configs and the volumes
+//! directly, with no qubesd running (as at first boot, before dom0's Qubes
+//! services have a store to serve).
+//!
+//! Each qube is made in the order volumes, xl config, qubes.xml entry: a qube
+//! appears in qubes.xml only when everything it needs exists, and a rerun
+//! after a crash finds the volumes (skipped), rewrites the identical config
+//! and adds the entry with the same qid (the lowest unused, as core-admin
+//! picks it, computed from the unchanged store).
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::backend::{Backend, Ctx, Notes, QubeRow};
+use crate::model::{self, Class, NetVm, QubeSpec, StorageCtx, VirtMode};
+use crate::qubesxml::{Device, Devices, Domain, Property, QubesXml};
+use crate::settings::PoolSettings;
+use crate::storage::Storage;
+use crate::xlcfg;
+
+/// Paths under the system root.
+pub const QUBES_XML: &str = "var/lib/qubes/qubes.xml";
+pub const XL_DIR: &str = "var/lib/qubes/xl";
+pub const STATE_DIR: &str = "var/lib/bulkhead/firstboot";
+
+pub struct Offline {
+    root: PathBuf,
+    storage: Box<dyn Storage>,
+}
+
+impl Offline {
+    pub fn new(root: &Path, storage: Box<dyn Storage>) -> Offline {
+        Offline {
+            root: root.to_path_buf(),
+            storage,
+        }
+    }
+
+    fn xml_path(&self) -> PathBuf {
+        self.root.join(QUBES_XML)
+    }
+
+    fn load(&self) -> Result<QubesXml, Error> {
+        let p = self.xml_path();
+        if !p.exists() {
+            return Err(Error::Missing(format!(
+                "{} does not exist; the init-store step makes it (rerun firstboot --resume)",
+                p.display()
+            )));
+        }
+        QubesXml::load(&p)
+    }
+
+    /// Whether qubes can be started here: the real root with Xen running.
+    fn xen_running(&self) -> bool {
+        self.root == Path::new("/")
+            && std::fs::read_to_string("/proc/xen/capabilities")
+                .is_ok_and(|c| c.contains("control_d"))
+    }
+
+    /// `vg/thin_pool` of a Qubes pool.
+    fn lvm_pool(x: &QubesXml, name: &str) -> Result<(String, String), Error> {
+        let p = x
+            .pool(name)
+            .ok_or_else(|| Error::Missing(format!("storage pool {name} is not in qubes.xml")))?;
+        let get = |k: &str| {
+            p.iter()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| Error::Missing(format!("pool {name} has no {k}")))
+        };
+        Ok((get("volume_group")?, get("thin_pool")?))
+    }
+
+    fn default_netvm(ctx: &Ctx<'_>) -> Option<String> {
+        ctx.plan.steps.iter().find_map(|s| match s {
+            crate::plan::Step::GlobalProperty { property, value }
+                if property == "default_netvm" =>
+            {
+                Some(value.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// The netvm the qube ends up with once the plan is complete.
+    fn resolved_netvm(ctx: &Ctx<'_>, spec: &QubeSpec) -> Option<String> {
+        match &spec.netvm {
+            NetVm::None => None,
+            NetVm::Qube(q) => Some(q.clone()),
+            NetVm::Default if spec.class == Class::TemplateVM => None,
+            NetVm::Default if spec.class == Class::DispVM => spec
+                .template
+                .as_deref()
+                .and_then(|t| ctx.plan.qube(t))
+                .and_then(|t| Self::resolved_netvm(ctx, t)),
+            NetVm::Default => Self::default_netvm(ctx),
+        }
+    }
+
+    fn domain_for(spec: &QubeSpec, qid: u32, volumes: &[model::VolumeConfig]) -> Domain {
+        let mut d = Domain {
+            id: format!("domain-{qid}"),
+            class: spec.class.as_str().into(),
+            ..Domain::default()
+        };
+        let b = |v: bool| if v { "True" } else { "False" };
+        d.set_prop("qid", &qid.to_string());
+        d.set_prop("name", &spec.name);
+        d.set_prop("label", spec.label.name());
+        d.set_prop("uuid", &model::qube_uuid(&spec.name));
+        if let Some(t) = &spec.template {
+            d.set_prop("template", t);
+        }
+        match &spec.netvm {
+            NetVm::Default => {}
+            NetVm::None => d.set_prop("netvm", ""),
+            NetVm::Qube(q) => d.set_prop("netvm", q),
+        }
+        if let Some(v) = spec.virt_mode {
+            d.set_prop("virt_mode", v.as_str());
+        }
+        if let Some(m) = spec.memory {
+            d.set_prop("memory", &m.to_string());
+        }
+        if spec.provides_network {
+            d.set_prop("provides_network", b(true));
+        }
+        if spec.autostart {
+            d.set_prop("autostart", b(true));
+        }
+        if spec.template_for_dispvms {
+            d.set_prop("template_for_dispvms", b(true));
+        }
+        if spec.class == Class::DispVM {
+            d.set_prop("dispid", &qid.to_string());
+            d.set_prop("auto_cleanup", b(false));
+        }
+        d.features = spec
+            .features
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        d.tags = vec!["created-by-dom0".into()];
+        if !spec.pci.is_empty() {
+            d.devices.push(Devices {
+                class: "pci".into(),
+                devices: spec
+                    .pci
+                    .iter()
+                    .map(|bdf| Device {
+                        attrs: vec![
+                            ("backend-domain".into(), "dom0".into()),
+                            ("id".into(), bdf.replace(':', "_")),
+                        ],
+                        options: if spec.pci_no_strict_reset {
+                            vec![("no-strict-reset".into(), "True".into())]
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect(),
+            });
+        }
+        d.volumes = volumes.iter().map(model::VolumeConfig::attrs).collect();
+        d
+    }
+
+    /// Template root: imported through `VID-import` and renamed, as
+    /// core-admin's lvm driver imports, so a half-written image is never
+    /// taken for a finished root volume.
+    fn make_root_from_image(
+        &mut self,
+        ctx: &Ctx<'_>,
+        pool: &str,
+        vid: &str,
+        size: u64,
+        image: &Path,
+    ) -> Result<(), Error> {
+        let import = format!("{vid}-import");
+        if !self.storage.exists(&import)? {
+            self.storage.create(pool, &import, size)?;
+        }
+        ctx.point("import-volume")?;
+        self.storage.import(&import, image)?;
+        ctx.point("imported")?;
+        self.storage.rename(&import, vid)
+    }
+}
+
+impl Backend for Offline {
+    fn describe(&self) -> String {
+        format!(
+            "offline backend: {} ({})",
+            self.xml_path().display(),
+            self.storage.describe()
+        )
+    }
+
+    fn init_store(&mut self, ctx: &Ctx<'_>) -> Result<Notes, Error> {
+        let p = self.xml_path();
+        if p.exists() {
+            let x = QubesXml::load(&p)?;
+            if x.domain("dom0").is_none() {
+                return Err(Error::Conflict(format!(
+                    "{} exists but has no dom0; move it away and rerun",
+                    p.display()
+                )));
+            }
+            return Ok(vec![format!("{} exists; kept", p.display())]);
+        }
+        ctx.point("write")?;
+        QubesXml::initial().save(&p)?;
+        Ok(Vec::new())
+    }
+
+    fn ensure_pool(&mut self, ctx: &Ctx<'_>, pool: &PoolSettings) -> Result<Notes, Error> {
+        let mut notes = Vec::new();
+        if self.storage.pool_exists(&pool.volume_group, &pool.name)? {
+            notes.push(format!(
+                "thin pool {}/{} exists",
+                pool.volume_group, pool.name
+            ));
+        } else {
+            self.storage
+                .create_pool(&pool.volume_group, &pool.name, pool.percent_free)?;
+        }
+        ctx.point("lvm")?;
+        let mut x = self.load()?;
+        let before = x.clone();
+        if x.pool(&pool.name).is_none() {
+            x.pools.push(vec![
+                ("name".into(), pool.name.clone()),
+                ("volume_group".into(), pool.volume_group.clone()),
+                ("thin_pool".into(), pool.name.clone()),
+                ("driver".into(), "lvm_thin".into()),
+                (
+                    "revisions_to_keep".into(),
+                    pool.revisions_to_keep.to_string(),
+                ),
+                ("ephemeral_volatile".into(), "False".into()),
+            ]);
+        }
+        x.set_global("default_pool", &pool.name);
+        if x != before {
+            x.save(&self.xml_path())?;
+        }
+        Ok(notes)
+    }
+
+    fn ensure_qube(&mut self, ctx: &Ctx<'_>, spec: &QubeSpec) -> Result<Notes, Error> {
+        let mut notes = Vec::new();
+        let x = self.load()?;
+        let existing = x.domain(&spec.name).cloned();
+        if let Some(d) = &existing
+            && d.class != spec.class.as_str()
+        {
+            return Err(Error::Conflict(format!(
+                "a qube named {} already exists as {} (wanted {}); remove or rename it, then rerun firstboot --resume",
+                spec.name,
+                d.class,
+                spec.class.as_str()
+            )));
+        }
+        let qid = existing
+            .as_ref()
+            .and_then(Domain::qid)
+            .unwrap_or_else(|| x.next_qid());
+        let pool_name = x
+            .global("default_pool")
+            .unwrap_or(&ctx.plan.pool.name)
+            .to_string();
+        let (vg, thin) = Self::lvm_pool(&x, &pool_name)?;
+        let pool_vid = format!("{vg}/{thin}");
+        let need = |name: &str| {
+            x.domain(name).cloned().ok_or_else(|| {
+                Error::Missing(format!(
+                    "{} needs {name}, which is not in qubes.xml yet (its step must come first)",
+                    spec.name
+                ))
+            })
+        };
+        let (troot, tpriv) = match spec.class {
+            Class::AppVM => {
+                let t = need(spec.template.as_deref().unwrap_or_default())?;
+                if t.class != "TemplateVM" {
+                    return Err(Error::Conflict(format!(
+                        "{} is to be based on {}, which is a {}, not a TemplateVM",
+                        spec.name,
+                        t.name(),
+                        t.class
+                    )));
+                }
+                (t.volume_attr("root", "vid").map(str::to_string), None)
+            }
+            Class::DispVM => {
+                let t = need(spec.template.as_deref().unwrap_or_default())?;
+                if t.prop("template_for_dispvms") != Some("True") {
+                    return Err(Error::Conflict(format!(
+                        "template for disposable ({}) needs to be an AppVM with template_for_dispvms=True",
+                        t.name()
+                    )));
+                }
+                (
+                    t.volume_attr("root", "source").map(str::to_string),
+                    t.volume_attr("private", "vid").map(str::to_string),
+                )
+            }
+            _ => (None, None),
+        };
+        let kernel = x.global("default_kernel").map(str::to_string);
+        let sctx = StorageCtx {
+            pool: &pool_name,
+            vg: &vg,
+            revisions_to_keep: ctx.plan.pool.revisions_to_keep,
+            kernel: kernel.as_deref(),
+        };
+        let volumes = model::volume_config(spec, &sctx, troot.as_deref(), tpriv.as_deref());
+
+        // 1. Volumes made at creation: those kept across restarts that are not snapshots.
+        let image = ctx
+            .plan
+            .templates
+            .iter()
+            .find(|t| t.name == spec.name)
+            .and_then(|t| t.image.clone())
+            .map(|p| {
+                if p.is_absolute() {
+                    self.root.join(p.strip_prefix("/").unwrap_or(&p))
+                } else {
+                    p
+                }
+            });
+        for v in volumes
+            .iter()
+            .filter(|v| v.is_lvm() && v.save_on_stop && !v.snap_on_start)
+        {
+            let size = v.size.unwrap_or(model::ROOT_IMG_SIZE);
+            if self.storage.exists(&v.vid)? {
+                continue;
+            }
+            match (&image, v.name) {
+                (Some(img), "root") if img.is_file() => {
+                    let len = std::fs::metadata(img).map(|m| m.len()).unwrap_or(0);
+                    self.make_root_from_image(ctx, &pool_vid, &v.vid, size.max(len), img)?;
+                }
+                (img, "root") if spec.class == Class::TemplateVM => {
+                    if let Some(img) = img {
+                        notes.push(format!(
+                            "template image {} not found: root volume of {} left empty",
+                            img.display(),
+                            spec.name
+                        ));
+                    }
+                    self.storage.create(&pool_vid, &v.vid, size)?;
+                }
+                _ => self.storage.create(&pool_vid, &v.vid, size)?,
+            }
+        }
+        ctx.point("volumes")?;
+
+        // 2. The xl config.
+        let (memory, vcpus) = xlcfg::defaults(spec.memory.or_else(|| {
+            spec.template
+                .as_deref()
+                .and_then(|t| ctx.plan.qube(t))
+                .and_then(|t| t.memory)
+        }));
+        let virt_mode = spec.virt_mode.unwrap_or(if spec.pci.is_empty() {
+            VirtMode::Pvh
+        } else {
+            VirtMode::Hvm
+        });
+        let netvm = Self::resolved_netvm(ctx, spec);
+        let uuid = model::qube_uuid(&spec.name);
+        let cfg = xlcfg::render(&xlcfg::XlInput {
+            name: &spec.name,
+            class: spec.class,
+            label: spec.label.name(),
+            uuid: &uuid,
+            qid,
+            dispid: (spec.class == Class::DispVM).then_some(qid),
+            virt_mode,
+            memory,
+            vcpus,
+            kernel: kernel.as_deref(),
+            volumes: &volumes,
+            netvm: netvm.as_deref(),
+            pci: &spec.pci,
+        });
+        crate::util::write_atomic(
+            &self.root.join(XL_DIR).join(format!("{}.cfg", spec.name)),
+            cfg.as_bytes(),
+            0o644,
+        )?;
+        ctx.point("xl-config")?;
+
+        // 3. The qubes.xml entry.
+        if existing.is_none() {
+            let mut x = x;
+            x.add_domain(Self::domain_for(spec, qid, &volumes));
+            x.save(&self.xml_path())?;
+        } else {
+            notes.push(format!("{} is already in qubes.xml", spec.name));
+        }
+        Ok(notes)
+    }
+
+    fn set_global(&mut self, ctx: &Ctx<'_>, property: &str, value: &str) -> Result<Notes, Error> {
+        let mut x = self.load()?;
+        let names_qube = matches!(
+            property,
+            "default_template" | "default_netvm" | "updatevm" | "clockvm" | "default_dispvm"
+        );
+        if names_qube && !value.is_empty() && x.domain(value).is_none() {
+            return Err(Error::Missing(format!(
+                "{property} is to be {value}, which is not in qubes.xml"
+            )));
+        }
+        ctx.point("write")?;
+        if x.global(property) == Some(value) {
+            return Ok(vec![format!("{property} is already {value}")]);
+        }
+        x.set_global(property, value);
+        x.save(&self.xml_path())?;
+        Ok(Vec::new())
+    }
+
+    fn start(&mut self, ctx: &Ctx<'_>, name: &str) -> Result<Notes, Error> {
+        let x = self.load()?;
+        let d = x
+            .domain(name)
+            .ok_or_else(|| Error::Missing(format!("cannot start {name}: not in qubes.xml")))?
+            .clone();
+        // The volumes a running qube uses (lvm.py's start): snapshots of the
+        // template's root and of the committed volumes, a fresh volatile.
+        for v in &d.volumes {
+            let get = |k: &str| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str());
+            let Some(pool) = get("pool") else { continue };
+            if pool == "linux-kernel" {
+                continue;
+            }
+            let (vg, thin) = Self::lvm_pool(&x, pool)?;
+            let vid = get("vid").unwrap_or_default();
+            let snap = get("snap_on_start") == Some("True");
+            let save = get("save_on_stop") == Some("True");
+            let running = format!("{vid}-snap");
+            if snap || save {
+                let origin = if snap {
+                    get("source").unwrap_or(vid)
+                } else {
+                    vid
+                };
+                if !self.storage.exists(&running)? {
+                    self.storage.snapshot(origin, &running)?;
+                }
+            } else if !self.storage.exists(vid)? {
+                let size = get("size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(model::ROOT_IMG_SIZE);
+                self.storage.create(&format!("{vg}/{thin}"), vid, size)?;
+            }
+        }
+        ctx.point("volumes")?;
+        if !self.xen_running() {
+            return Ok(vec![format!(
+                "{name}: volumes ready; not started now ({}); it starts at boot (autostart)",
+                if self.root == Path::new("/") {
+                    "Xen is not running"
+                } else {
+                    "offline root"
+                }
+            )]);
+        }
+        let running = std::process::Command::new("xl")
+            .args(["domid", name])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if running {
+            return Ok(vec![format!("{name} is already running")]);
+        }
+        let cfg = self.root.join(XL_DIR).join(format!("{name}.cfg"));
+        let out = std::process::Command::new("xl")
+            .arg("create")
+            .arg(&cfg)
+            .output()
+            .map_err(|e| Error::Command {
+                cmd: format!("xl create {}", cfg.display()),
+                msg: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                cmd: format!("xl create {}", cfg.display()),
+                msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(Vec::new())
+    }
+
+    fn list(&mut self) -> Result<Vec<QubeRow>, Error> {
+        let x = self.load()?;
+        let xen = self.xen_running();
+        let mut rows: Vec<QubeRow> = x
+            .domains
+            .iter()
+            .map(|d| {
+                let name = d.name().to_string();
+                let netvm = match d.prop("netvm") {
+                    Some("") => None,
+                    Some(n) => Some(n.to_string()),
+                    None if d.class == "AdminVM" || d.class == "TemplateVM" => None,
+                    None if d.class == "DispVM" => d
+                        .prop("template")
+                        .and_then(|t| x.domain(t))
+                        .and_then(|t| match t.prop("netvm") {
+                            Some("") => None,
+                            Some(n) => Some(n.to_string()),
+                            None => x
+                                .global("default_netvm")
+                                .filter(|n| !n.is_empty())
+                                .map(str::to_string),
+                        }),
+                    None => x
+                        .global("default_netvm")
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string),
+                };
+                let running = d.class == "AdminVM"
+                    || (xen
+                        && std::process::Command::new("xl")
+                            .args(["domid", &name])
+                            .output()
+                            .is_ok_and(|o| o.status.success()));
+                let state = if running { "Running" } else { "Halted" };
+                QubeRow {
+                    class: d.class.clone(),
+                    label: d.prop("label").unwrap_or_default().to_string(),
+                    template: d.prop("template").map(str::to_string),
+                    netvm,
+                    state: state.into(),
+                    name,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
+    }
+}
+
+/// Reads a domain's property list as (name, text) pairs (for tests and `ls`).
+pub fn props(d: &Domain) -> Vec<(&str, &str)> {
+    d.properties
+        .iter()
+        .map(|p: &Property| (p.name.as_str(), p.text.as_str()))
+        .collect()
+}

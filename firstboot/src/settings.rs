@@ -1,0 +1,249 @@
+//! The installer's answers for first boot: `/etc/bulkhead/firstboot.toml`.
+//!
+//! These serde structs with their doc comments are the single description of
+//! the file (the README's reference is derived from them). A missing file, or
+//! a missing key, means Qubes 4.2's initial-setup defaults: system qubes,
+//! disposable sys-firewall and sys-usb, the default AppVMs, a `vm-pool` thin
+//! pool from 90% of the free space of `qubes_dom0`. The options mirror the
+//! check boxes of qubes-anaconda-addon's initial-setup spoke.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Where the installer writes the settings on the installed system.
+pub const SETTINGS_PATH: &str = "etc/bulkhead/firstboot.toml";
+
+/// Everything first boot may be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Do nothing at all (Qubes' "Do not configure anything"): only the empty
+    /// qubes.xml with dom0 is written.
+    pub skip_everything: bool,
+    /// Create sys-net, sys-firewall and default-dvm.
+    pub system_qubes: bool,
+    /// Create the default AppVMs work, personal, untrusted and vault.
+    pub default_appvms: bool,
+    /// Which qube receives the USB controllers.
+    pub usb_qube: UsbQube,
+    /// sys-firewall and sys-usb are disposables of default-dvm (Qubes 4.2 default).
+    pub disposable_sys_firewall_and_usb: bool,
+    /// sys-net is a disposable of default-dvm too (off by default).
+    pub disposable_sys_net: bool,
+    /// The system was installed onto a USB drive: `usb_qube = "auto"` then
+    /// means no USB qube (the USB controllers must stay with dom0).
+    pub installed_on_usb: bool,
+    /// All keyboards are USB keyboards. Unset: detected from sysfs at first
+    /// boot. When true, sys-usb is skipped with a warning (it would take the
+    /// only keyboard away from dom0).
+    pub usb_keyboard_only: Option<bool>,
+    /// Templates to register, in order; the first is the default template
+    /// unless `default_template` names another.
+    pub templates: Vec<TemplateSettings>,
+    /// The global default template.
+    pub default_template: Option<String>,
+    /// The thin pool holding the qubes' volumes.
+    pub pool: PoolSettings,
+    /// PCI network controllers for sys-net (`BB:DD.F`). Unset: every PCI
+    /// device of class 0x02 found in sysfs.
+    pub net_pci: Option<Vec<String>>,
+    /// PCI USB controllers for the USB qube. Unset: class 0x0c03 in sysfs.
+    pub usb_pci: Option<Vec<String>>,
+}
+
+/// Which qube holds the USB controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsbQube {
+    /// sys-usb, unless the system was installed onto USB.
+    Auto,
+    /// Always a separate sys-usb.
+    SysUsb,
+    /// sys-net receives the USB controllers too; no sys-usb.
+    SysNet,
+    /// No USB qube: dom0 keeps the controllers.
+    None,
+}
+
+/// One template to register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Qube name, e.g. `debian-12-xfce`.
+    pub name: String,
+    /// Raw root image copied into the template's root volume. Unset or
+    /// missing: the root volume is created empty and a warning says so.
+    #[serde(default)]
+    pub image: Option<PathBuf>,
+    /// Root volume size in bytes (default: Qubes' root_img_size, 10 GiB, or
+    /// the image's size when larger).
+    #[serde(default)]
+    pub root_size: Option<u64>,
+}
+
+/// The LVM thin pool for the qubes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Qubes storage pool name (also the thin pool's LV name).
+    pub name: String,
+    /// Volume group made by the installer.
+    pub volume_group: String,
+    /// Percentage of the VG's free space given to the pool (`-l N%FREE`).
+    pub percent_free: u8,
+    /// Old revisions kept per volume.
+    pub revisions_to_keep: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            name: "vm-pool".into(),
+            volume_group: "qubes_dom0".into(),
+            percent_free: 90,
+            revisions_to_keep: 2,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            skip_everything: false,
+            system_qubes: true,
+            default_appvms: true,
+            usb_qube: UsbQube::Auto,
+            disposable_sys_firewall_and_usb: true,
+            disposable_sys_net: false,
+            installed_on_usb: false,
+            usb_keyboard_only: None,
+            templates: vec![
+                TemplateSettings {
+                    name: "fedora-41-xfce".into(),
+                    image: Some("/usr/share/bulkhead/templates/fedora-41-xfce.img".into()),
+                    root_size: None,
+                },
+                TemplateSettings {
+                    name: "debian-12-xfce".into(),
+                    image: Some("/usr/share/bulkhead/templates/debian-12-xfce.img".into()),
+                    root_size: None,
+                },
+            ],
+            default_template: None,
+            pool: PoolSettings::default(),
+            net_pci: None,
+            usb_pci: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Parses settings text; unknown keys are refused so typos are not ignored.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
+        let s: Settings = toml::from_str(text).map_err(|e| Error::Settings {
+            path: origin.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        s.validate(origin)?;
+        Ok(s)
+    }
+
+    /// Reads `ROOT/etc/bulkhead/firstboot.toml`; a missing file gives the defaults.
+    pub fn load(root: &Path) -> Result<Self, Error> {
+        let path = root.join(SETTINGS_PATH);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_toml(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(Error::io("reading", &path, e)),
+        }
+    }
+
+    /// The template that becomes `default_template`.
+    pub fn default_template_name(&self) -> Option<&str> {
+        self.default_template
+            .as_deref()
+            .or_else(|| self.templates.first().map(|t| t.name.as_str()))
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), Error> {
+        let bad = |msg: String| Error::Settings {
+            path: origin.to_path_buf(),
+            msg,
+        };
+        if !(1..=100).contains(&self.pool.percent_free) {
+            return Err(bad(format!(
+                "pool.percent_free is {}; give a percentage from 1 to 100",
+                self.pool.percent_free
+            )));
+        }
+        for t in &self.templates {
+            crate::model::check_name(&t.name).map_err(|m| bad(format!("template: {m}")))?;
+        }
+        if let Some(d) = &self.default_template
+            && !self.templates.iter().any(|t| &t.name == d)
+        {
+            return Err(bad(format!(
+                "default_template {d:?} is not among the templates listed"
+            )));
+        }
+        if !self.skip_everything
+            && (self.system_qubes || self.default_appvms)
+            && self.templates.is_empty()
+        {
+            return Err(bad(
+                "qubes are to be created but no template is listed; add a [[templates]] entry"
+                    .into(),
+            ));
+        }
+        for bdf in self.net_pci.iter().chain(self.usb_pci.iter()).flatten() {
+            crate::facts::check_bdf(bdf).map_err(bad)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_qubes_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s, Settings::default());
+        assert!(s.system_qubes && s.default_appvms && s.disposable_sys_firewall_and_usb);
+        assert!(!s.disposable_sys_net);
+        assert_eq!(s.pool.percent_free, 90);
+        assert_eq!(s.default_template_name(), Some("fedora-41-xfce"));
+    }
+
+    #[test]
+    fn options_parse_and_unknown_keys_are_refused() {
+        let p = Path::new("x.toml");
+        let s = Settings::from_toml(
+            "usb_qube = \"sys-net\"\ndisposable_sys_net = true\ndefault_appvms = false\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(s.usb_qube, UsbQube::SysNet);
+        assert!(s.disposable_sys_net && !s.default_appvms);
+        let e = Settings::from_toml("sys_usb = false\n", p).unwrap_err();
+        assert!(e.to_string().contains("sys_usb"), "{e}");
+        let e = Settings::from_toml("[pool]\npercent_free = 0\n", p).unwrap_err();
+        assert!(e.to_string().contains("percent_free"), "{e}");
+        let e = Settings::from_toml("default_template = \"nope\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn defaults_roundtrip_through_toml() {
+        let text = toml::to_string(&Settings::default()).unwrap();
+        assert_eq!(
+            Settings::from_toml(&text, Path::new("t")).unwrap(),
+            Settings::default()
+        );
+    }
+}

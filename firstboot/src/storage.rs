@@ -1,0 +1,470 @@
+//! Thin volumes for the qubes, with the lvm commands qubes-core-admin's
+//! `qubes/storage/lvm.py` runs (`lvcreate --thin ... --virtualsize=NB`,
+//! `lvcreate --snapshot --type=thin`, `lvrename`), or, with `--root DIR` and
+//! no reachable volume group, a record of the volumes that would exist.
+//!
+//! Both refuse to create a volume that exists, as `lvcreate` does, so a step
+//! that forgot to check first fails instead of silently creating twice.
+//! Every creation is appended to an action log (one line per volume made),
+//! which the crash tests read to prove nothing was made twice.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Error;
+
+/// Where volumes are made.
+pub trait Storage {
+    /// One line for the console: what this storage is.
+    fn describe(&self) -> String;
+    /// Whether the thin pool `vg/pool` exists.
+    fn pool_exists(&mut self, vg: &str, pool: &str) -> Result<bool, Error>;
+    /// `lvcreate -l N%FREE --thinpool POOL VG`.
+    fn create_pool(&mut self, vg: &str, pool: &str, percent_free: u8) -> Result<(), Error>;
+    /// Whether the LV `vg/name` exists.
+    fn exists(&mut self, vid: &str) -> Result<bool, Error>;
+    /// A new thin volume of `size` bytes in `vg/pool`.
+    fn create(&mut self, pool: &str, vid: &str, size: u64) -> Result<(), Error>;
+    /// A thin snapshot `vid` of `origin`.
+    fn snapshot(&mut self, origin: &str, vid: &str) -> Result<(), Error>;
+    /// Writes a raw image into an existing volume (rewriting it is harmless).
+    fn import(&mut self, vid: &str, image: &Path) -> Result<(), Error>;
+    /// `lvrename` within the VG.
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error>;
+}
+
+/// Appends one line to the action log.
+fn log_action(log: &Path, line: &str) -> Result<(), Error> {
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io("creating directory", d, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io("opening", log, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io("appending to", log, e))?;
+    f.sync_all().map_err(|e| Error::io("syncing", log, e))
+}
+
+/// Real LVM through the `lvm` binary.
+pub struct Lvm {
+    lvm: PathBuf,
+    log: PathBuf,
+    /// name -> lv_attr of the VG, refreshed after each change.
+    cache: Option<(String, BTreeMap<String, String>)>,
+}
+
+impl Lvm {
+    pub fn new(lvm: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Self {
+        Lvm {
+            lvm: lvm.into(),
+            log: log.into(),
+            cache: None,
+        }
+    }
+
+    /// Whether the volume group is reachable with this lvm binary.
+    pub fn vg_reachable(lvm: &Path, vg: &str) -> bool {
+        Command::new(lvm)
+            .args(["vgs", "--noheadings", "-o", "vg_name", vg])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn run(&mut self, args: &[&str]) -> Result<String, Error> {
+        let out = Command::new(&self.lvm)
+            .args(args)
+            .output()
+            .map_err(|e| Error::Command {
+                cmd: format!("{} {}", self.lvm.display(), args.join(" ")),
+                msg: format!("cannot start it: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                cmd: format!("{} {}", self.lvm.display(), args.join(" ")),
+                msg: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn lvs(&mut self, vg: &str) -> Result<&BTreeMap<String, String>, Error> {
+        if self.cache.as_ref().is_none_or(|(v, _)| v != vg) {
+            let out = self.run(&[
+                "lvs",
+                "--noheadings",
+                "--separator",
+                ",",
+                "-o",
+                "lv_name,lv_attr",
+                vg,
+            ])?;
+            let map = out
+                .lines()
+                .filter_map(|l| {
+                    let (n, a) = l.trim().split_once(',')?;
+                    Some((n.to_string(), a.to_string()))
+                })
+                .collect();
+            self.cache = Some((vg.to_string(), map));
+        }
+        Ok(&self.cache.as_ref().expect("cache filled above").1)
+    }
+
+    fn changed(&mut self, line: &str) -> Result<(), Error> {
+        self.cache = None;
+        log_action(&self.log, line)
+    }
+}
+
+fn split_vid(vid: &str) -> Result<(&str, &str), Error> {
+    vid.split_once('/')
+        .ok_or_else(|| Error::Storage(format!("volume id {vid:?} is not VG/NAME")))
+}
+
+impl Storage for Lvm {
+    fn describe(&self) -> String {
+        format!("LVM thin volumes via {}", self.lvm.display())
+    }
+
+    fn pool_exists(&mut self, vg: &str, pool: &str) -> Result<bool, Error> {
+        match self.lvs(vg)?.get(pool) {
+            None => Ok(false),
+            Some(a) if a.starts_with('t') => Ok(true),
+            Some(a) => Err(Error::Storage(format!(
+                "{vg}/{pool} exists but is not a thin pool (lv_attr {a}); rename or remove it, then rerun"
+            ))),
+        }
+    }
+
+    fn create_pool(&mut self, vg: &str, pool: &str, percent_free: u8) -> Result<(), Error> {
+        let extents = format!("{percent_free}%FREE");
+        self.run(&["lvcreate", "-l", &extents, "--thinpool", pool, vg])?;
+        self.changed(&format!("create-pool {vg}/{pool} {extents}"))
+    }
+
+    fn exists(&mut self, vid: &str) -> Result<bool, Error> {
+        let (vg, name) = split_vid(vid)?;
+        Ok(self.lvs(vg)?.contains_key(name))
+    }
+
+    fn create(&mut self, pool: &str, vid: &str, size: u64) -> Result<(), Error> {
+        let (_, name) = split_vid(vid)?;
+        self.run(&[
+            "lvcreate",
+            "--thin",
+            "--setactivationskip=n",
+            "--activate=y",
+            &format!("--name={name}"),
+            &format!("--virtualsize={size}B"),
+            "--",
+            pool,
+        ])?;
+        self.changed(&format!("create {vid} {size}"))
+    }
+
+    fn snapshot(&mut self, origin: &str, vid: &str) -> Result<(), Error> {
+        let (_, name) = split_vid(vid)?;
+        self.run(&[
+            "lvcreate",
+            "--setactivationskip=n",
+            "--activate=y",
+            "--snapshot",
+            "--type=thin",
+            &format!("--name={name}"),
+            "--",
+            origin,
+        ])?;
+        self.changed(&format!("snapshot {vid} {origin}"))
+    }
+
+    fn import(&mut self, vid: &str, image: &Path) -> Result<(), Error> {
+        let dev = PathBuf::from("/dev").join(vid);
+        copy_sparse(image, &dev)?;
+        log_action(&self.log, &format!("import {vid} {}", image.display()))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {
+        self.run(&["lvrename", "--", from, to])?;
+        self.changed(&format!("rename {from} {to}"))
+    }
+}
+
+/// Copies an image onto a block device, skipping all-zero 1 MiB chunks: a
+/// fresh thin volume reads as zeros, and unwritten chunks stay unallocated.
+fn copy_sparse(image: &Path, dev: &Path) -> Result<(), Error> {
+    let mut src = std::fs::File::open(image).map_err(|e| Error::io("opening image", image, e))?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dev)
+        .map_err(|e| Error::io("opening volume", dev, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let r = src
+                .read(&mut buf[n..])
+                .map_err(|e| Error::io("reading image", image, e))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            dst.seek(SeekFrom::Start(off))
+                .and_then(|_| dst.write_all(&buf[..n]))
+                .map_err(|e| Error::io("writing volume", dev, e))?;
+        }
+        off += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    dst.sync_all()
+        .map_err(|e| Error::io("syncing volume", dev, e))
+}
+
+/// `--root DIR` without a volume group: a sorted list of the volumes that
+/// would exist (`DIR/var/lib/bulkhead/firstboot/volumes.list`). Creation of
+/// real storage is skipped, and `describe` says so.
+pub struct Recorded {
+    list: PathBuf,
+    log: PathBuf,
+}
+
+/// One line of the volume list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Pool {
+        percent_free: u8,
+    },
+    Thin {
+        pool: String,
+        size: u64,
+        image: Option<String>,
+    },
+    Snapshot {
+        origin: String,
+    },
+}
+
+impl Recorded {
+    pub fn new(list: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Self {
+        Recorded {
+            list: list.into(),
+            log: log.into(),
+        }
+    }
+
+    fn load(&self) -> Result<BTreeMap<String, Entry>, Error> {
+        let text = match std::fs::read_to_string(&self.list) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(Error::io("reading", &self.list, e)),
+        };
+        let bad = |l: &str| {
+            Error::Storage(format!(
+                "{}: cannot read line {l:?}; the file was edited or damaged",
+                self.list.display()
+            ))
+        };
+        let mut m = BTreeMap::new();
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let kv = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).map(str::to_string);
+            let e = match f.first() {
+                Some(&"thin-pool") => Entry::Pool {
+                    percent_free: kv("size=")
+                        .and_then(|s| s.strip_suffix("%FREE").and_then(|p| p.parse().ok()))
+                        .ok_or_else(|| bad(l))?,
+                },
+                Some(&"thin") => Entry::Thin {
+                    pool: kv("pool=").ok_or_else(|| bad(l))?,
+                    size: kv("size=")
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| bad(l))?,
+                    image: kv("image="),
+                },
+                Some(&"snapshot") => Entry::Snapshot {
+                    origin: kv("origin=").ok_or_else(|| bad(l))?,
+                },
+                _ => return Err(bad(l)),
+            };
+            m.insert(f.get(1).ok_or_else(|| bad(l))?.to_string(), e);
+        }
+        Ok(m)
+    }
+
+    fn save(&self, m: &BTreeMap<String, Entry>) -> Result<(), Error> {
+        let mut s = String::from(
+            "# Volumes bulkhead firstboot would have created (--root without a volume group).\n",
+        );
+        for (vid, e) in m {
+            match e {
+                Entry::Pool { percent_free } => {
+                    s += &format!("thin-pool {vid} size={percent_free}%FREE\n")
+                }
+                Entry::Thin { pool, size, image } => {
+                    s += &format!("thin {vid} pool={pool} size={size}");
+                    if let Some(i) = image {
+                        s += &format!(" image={i}");
+                    }
+                    s += "\n";
+                }
+                Entry::Snapshot { origin } => s += &format!("snapshot {vid} origin={origin}\n"),
+            }
+        }
+        crate::util::write_atomic(&self.list, s.as_bytes(), 0o644)
+    }
+
+    fn add(&mut self, vid: &str, e: Entry, action: String) -> Result<(), Error> {
+        let mut m = self.load()?;
+        if m.contains_key(vid) {
+            return Err(Error::Storage(format!(
+                "volume {vid} already exists (recorded in {})",
+                self.list.display()
+            )));
+        }
+        m.insert(vid.to_string(), e);
+        self.save(&m)?;
+        log_action(&self.log, &action)
+    }
+}
+
+impl Storage for Recorded {
+    fn describe(&self) -> String {
+        format!(
+            "no volume group reachable: storage creation SKIPPED, volumes recorded in {}",
+            self.list.display()
+        )
+    }
+
+    fn pool_exists(&mut self, vg: &str, pool: &str) -> Result<bool, Error> {
+        Ok(matches!(
+            self.load()?.get(&format!("{vg}/{pool}")),
+            Some(Entry::Pool { .. })
+        ))
+    }
+
+    fn create_pool(&mut self, vg: &str, pool: &str, percent_free: u8) -> Result<(), Error> {
+        let vid = format!("{vg}/{pool}");
+        self.add(
+            &vid,
+            Entry::Pool { percent_free },
+            format!("create-pool {vid} {percent_free}%FREE"),
+        )
+    }
+
+    fn exists(&mut self, vid: &str) -> Result<bool, Error> {
+        Ok(self.load()?.contains_key(vid))
+    }
+
+    fn create(&mut self, pool: &str, vid: &str, size: u64) -> Result<(), Error> {
+        if !self.pool_exists_vid(pool)? {
+            return Err(Error::Storage(format!("thin pool {pool} does not exist")));
+        }
+        self.add(
+            vid,
+            Entry::Thin {
+                pool: pool.into(),
+                size,
+                image: None,
+            },
+            format!("create {vid} {size}"),
+        )
+    }
+
+    fn snapshot(&mut self, origin: &str, vid: &str) -> Result<(), Error> {
+        if !self.exists(origin)? {
+            return Err(Error::Storage(format!(
+                "cannot snapshot {origin}: it does not exist"
+            )));
+        }
+        self.add(
+            vid,
+            Entry::Snapshot {
+                origin: origin.into(),
+            },
+            format!("snapshot {vid} {origin}"),
+        )
+    }
+
+    fn import(&mut self, vid: &str, image: &Path) -> Result<(), Error> {
+        let mut m = self.load()?;
+        match m.get_mut(vid) {
+            Some(Entry::Thin { image: i, .. }) => *i = Some(image.display().to_string()),
+            _ => {
+                return Err(Error::Storage(format!(
+                    "cannot import into {vid}: no such thin volume"
+                )));
+            }
+        }
+        self.save(&m)?;
+        log_action(&self.log, &format!("import {vid} {}", image.display()))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {
+        let mut m = self.load()?;
+        if m.contains_key(to) {
+            return Err(Error::Storage(format!(
+                "cannot rename {from} to {to}: {to} exists"
+            )));
+        }
+        let e = m
+            .remove(from)
+            .ok_or_else(|| Error::Storage(format!("cannot rename {from}: it does not exist")))?;
+        m.insert(to.into(), e);
+        self.save(&m)?;
+        log_action(&self.log, &format!("rename {from} {to}"))
+    }
+}
+
+impl Recorded {
+    fn pool_exists_vid(&mut self, pool: &str) -> Result<bool, Error> {
+        let (vg, p) = split_vid(pool)?;
+        self.pool_exists(vg, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_refuses_duplicates_and_missing_origins() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Recorded::new(d.path().join("v.list"), d.path().join("a.log"));
+        assert!(s.create("vg/pool", "vg/a", 1).is_err(), "no pool yet");
+        s.create_pool("vg", "pool", 90).unwrap();
+        assert!(s.pool_exists("vg", "pool").unwrap());
+        s.create("vg/pool", "vg/a-import", 10).unwrap();
+        s.import("vg/a-import", Path::new("/img")).unwrap();
+        s.rename("vg/a-import", "vg/a").unwrap();
+        assert!(s.create("vg/pool", "vg/a", 10).is_err());
+        assert!(s.snapshot("vg/nope", "vg/b").is_err());
+        s.snapshot("vg/a", "vg/b").unwrap();
+        let list = std::fs::read_to_string(d.path().join("v.list")).unwrap();
+        assert!(
+            list.contains("thin vg/a pool=vg/pool size=10 image=/img\n"),
+            "{list}"
+        );
+        assert!(list.contains("snapshot vg/b origin=vg/a\n"), "{list}");
+        // Reloaded from the file, the same entries.
+        let mut again = Recorded::new(d.path().join("v.list"), d.path().join("a.log"));
+        assert!(again.exists("vg/b").unwrap() && !again.exists("vg/a-import").unwrap());
+    }
+}

@@ -1,0 +1,41 @@
+//! Small file helpers shared by the writers.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::Error;
+
+/// Writes `data` to `path` through a temporary file in the same directory,
+/// fsyncs it and renames it into place, then fsyncs the directory: after a
+/// crash the path holds either the old or the new content.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    let dir = path.parent().ok_or_else(|| {
+        Error::io(
+            "writing",
+            path,
+            std::io::Error::other("no parent directory"),
+        )
+    })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    f.write_all(data)
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting permissions of", &tmp, e))?;
+    f.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming into", path, e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! A Xen domain configuration per qube, in xl's config syntax (xl.cfg(5)).
+//!
+//! Qubes itself renders a libvirt XML (templates/libvirt/xen.xml) at start
+//! time; Bulkhead starts qubes with `xl create`, so it writes the equivalent
+//! xl config once at creation: the same kernel command line
+//! (qubes/config.py `kernelopts_common` + `kernelopts`), the running volume
+//! of each disk as lvm.py names it (xvda root, xvdb private, xvdc volatile,
+//! xvdd the kernel's modules image), a routed vif to the netvm with Qubes'
+//! addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
+//! 00:16:3e:5e:6c:QID) and PCI passthrough for sys-net and sys-usb, whose
+//! HVM device model runs in a stub domain as in Qubes.
+
+use std::fmt::Write as _;
+
+use crate::model::{Class, DEFAULT_MAXMEM, DEFAULT_MEMORY, DEFAULT_VCPUS, VirtMode, VolumeConfig};
+
+/// Qubes' `kernelopts_common` (qubes/config.py).
+const KERNELOPTS_COMMON: &str = "root=/dev/mapper/dmroot ro nomodeset console=hvc0 rd_NO_PLYMOUTH rd.plymouth.enable=0 plymouth.enable=0 xen_privcmd.unrestricted";
+
+/// What the config is made from.
+pub struct XlInput<'a> {
+    pub name: &'a str,
+    pub class: Class,
+    pub label: &'a str,
+    pub uuid: &'a str,
+    pub qid: u32,
+    pub dispid: Option<u32>,
+    pub virt_mode: VirtMode,
+    pub memory: u32,
+    pub vcpus: u32,
+    pub kernel: Option<&'a str>,
+    pub volumes: &'a [VolumeConfig],
+    /// The qube providing the network, if any.
+    pub netvm: Option<&'a str>,
+    pub pci: &'a [String],
+}
+
+/// Qubes' IP for a qube on its netvm.
+pub fn ip(qid: u32, dispid: Option<u32>) -> String {
+    match dispid {
+        Some(d) => format!("10.138.{}.{}", (d >> 8) & 0xff, d & 0xff),
+        None => format!("10.137.0.{qid}"),
+    }
+}
+
+/// Qubes' MAC for a qube.
+pub fn mac(qid: u32) -> String {
+    format!("00:16:3e:5e:6c:{:02x}", qid & 0xff)
+}
+
+/// Renders the config.
+pub fn render(x: &XlInput<'_>) -> String {
+    let mut s = String::new();
+    let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let _ = writeln!(
+        s,
+        "# Xen domain configuration of qube {} ({}, label {}), written by bulkhead firstboot.",
+        x.name,
+        x.class.as_str(),
+        x.label
+    );
+    let _ = writeln!(s, "name = {}", q(x.name));
+    let _ = writeln!(s, "uuid = {}", q(x.uuid));
+    let _ = writeln!(s, "type = {}", q(x.virt_mode.as_str()));
+    // Qubes gives qubes with PCI devices no memory balancing (maxmem = memory).
+    let maxmem = if x.pci.is_empty() {
+        DEFAULT_MAXMEM.max(x.memory)
+    } else {
+        x.memory
+    };
+    let _ = writeln!(s, "memory = {}", x.memory);
+    let _ = writeln!(s, "maxmem = {maxmem}");
+    let _ = writeln!(s, "vcpus = {}", x.vcpus);
+    if let Some(k) = x.kernel {
+        let dir = format!("/var/lib/qubes/vm-kernels/{k}");
+        let _ = writeln!(s, "kernel = {}", q(&format!("{dir}/vmlinuz")));
+        let _ = writeln!(s, "ramdisk = {}", q(&format!("{dir}/initramfs")));
+        let extra = if x.pci.is_empty() {
+            format!("{KERNELOPTS_COMMON} swiotlb=2048")
+        } else {
+            KERNELOPTS_COMMON.to_string()
+        };
+        let _ = writeln!(s, "extra = {}", q(&extra));
+    }
+    if x.virt_mode == VirtMode::Hvm {
+        let _ = writeln!(s, "device_model_version = \"qemu-xen\"");
+        let _ = writeln!(s, "device_model_stubdomain_override = 1");
+        let _ = writeln!(s, "serial = \"pty\"");
+    }
+    let mut disks = Vec::new();
+    for v in x.volumes {
+        let (vdev, target, rw) = match v.name {
+            "root" => ("xvda", format!("/dev/{}", v.running_vid()), true),
+            "private" => ("xvdb", format!("/dev/{}", v.running_vid()), true),
+            "volatile" => ("xvdc", format!("/dev/{}", v.running_vid()), true),
+            "kernel" => (
+                "xvdd",
+                format!("/var/lib/qubes/vm-kernels/{}/modules.img", v.vid),
+                false,
+            ),
+            _ => continue,
+        };
+        disks.push(format!(
+            "format=raw, vdev={vdev}, access={}, target={target}",
+            if rw { "rw" } else { "ro" }
+        ));
+    }
+    list(&mut s, "disk", &disks);
+    if let Some(net) = x.netvm {
+        list(
+            &mut s,
+            "vif",
+            &[format!(
+                "mac={}, ip={}, backend={net}, script=vif-route-qubes",
+                mac(x.qid),
+                ip(x.qid, x.dispid)
+            )],
+        );
+    }
+    if !x.pci.is_empty() {
+        let pci: Vec<String> = x.pci.iter().map(|b| format!("0000:{b}")).collect();
+        list(&mut s, "pci", &pci);
+    }
+    let _ = writeln!(s, "on_poweroff = \"destroy\"");
+    let _ = writeln!(s, "on_reboot = \"destroy\"");
+    let _ = writeln!(s, "on_crash = \"destroy\"");
+    s
+}
+
+fn list(s: &mut String, key: &str, items: &[String]) {
+    let _ = writeln!(s, "{key} = [");
+    for i in items {
+        let _ = writeln!(s, "    \"{i}\",");
+    }
+    let _ = writeln!(s, "]");
+}
+
+/// Default vcpus/memory for a qube whose spec leaves them unset.
+pub fn defaults(memory: Option<u32>) -> (u32, u32) {
+    (memory.unwrap_or(DEFAULT_MEMORY), DEFAULT_VCPUS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_follow_qubes() {
+        assert_eq!(ip(8, None), "10.137.0.8");
+        assert_eq!(ip(8, Some(0x1234)), "10.138.18.52");
+        assert_eq!(mac(26), "00:16:3e:5e:6c:1a");
+    }
+}

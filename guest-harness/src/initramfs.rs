@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use iso_builder::cpio::Archive;
+use iso_builder::kmod;
 
-use crate::kernel::{Kernel, depmod};
+use crate::kernel::Kernel;
 use crate::{HarnessError, io_err};
 
 /// Modules every guest gets: storage buses, filesystems, dm-crypt and the
@@ -289,77 +290,14 @@ impl Initramfs {
     }
 
     /// Copies the wanted modules and their dependencies into
-    /// `staging/usr/lib/modules/RELEASE`, runs depmod there, and returns the
-    /// list of module names to load at boot.
+    /// `staging/usr/lib/modules/RELEASE`, indexes them, and returns the list
+    /// of module names to load at boot.
     fn stage_modules(&self, staging: &Path) -> Result<Vec<String>, HarnessError> {
         let src = self.kernel.modules_dir();
-        let dep_path = src.join("modules.dep");
-        let deps_text = fs::read_to_string(&dep_path).map_err(io_err("reading", &dep_path))?;
-        let builtin_path = src.join("modules.builtin");
-        let builtin_text =
-            fs::read_to_string(&builtin_path).map_err(io_err("reading", &builtin_path))?;
-        let name_of = |p: &str| {
-            Path::new(p)
-                .file_name()
-                .and_then(|f| f.to_str())
-                .map(|f| f.trim_end_matches(".ko").replace('-', "_"))
-                .unwrap_or_default()
-        };
-        let builtin: BTreeSet<String> = builtin_text.lines().map(name_of).collect();
-        let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-        for line in deps_text.lines() {
-            if let Some((module, rest)) = line.split_once(':') {
-                deps.insert(
-                    name_of(module),
-                    (
-                        module.to_string(),
-                        rest.split_whitespace().map(str::to_string).collect(),
-                    ),
-                );
-            }
-        }
-        let mut files = BTreeSet::new();
-        let mut load = Vec::new();
-        for m in &self.modules {
-            let key = m.replace('-', "_");
-            if builtin.contains(&key) {
-                continue;
-            }
-            let (file, needs) = deps
-                .get(&key)
-                .ok_or_else(|| HarnessError::UnknownModule(m.clone()))?;
-            files.insert(file.clone());
-            files.extend(needs.iter().cloned());
-            load.push(key);
-        }
-        for dir in MODULE_DIRS {
-            for (file, needs) in deps.values() {
-                if file.starts_with(dir) {
-                    files.insert(file.clone());
-                    files.extend(needs.iter().cloned());
-                }
-            }
-        }
-        let dst = staging.join("usr/lib/modules").join(&self.kernel.release);
-        for f in &files {
-            let to = dst.join(f);
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-            }
-            fs::copy(src.join(f), &to).map_err(io_err("copying module", src.join(f)))?;
-        }
-        for meta in [
-            "modules.order",
-            "modules.builtin",
-            "modules.builtin.modinfo",
-        ] {
-            if src.join(meta).is_file() {
-                fs::copy(src.join(meta), dst.join(meta))
-                    .map_err(io_err("copying", src.join(meta)))?;
-            }
-        }
-        depmod(&staging.join("usr"), &self.kernel.release)?;
-        Ok(load)
+        let wanted: Vec<&str> = self.modules.iter().map(String::as_str).collect();
+        let set = kmod::select(&src, &wanted, MODULE_DIRS)?;
+        kmod::stage(&src, &self.kernel.release, &set, staging)?;
+        Ok(set.load)
     }
 }
 

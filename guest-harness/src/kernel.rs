@@ -2,8 +2,7 @@
 //! and sha256; the .deb is fetched through iso-builder's input cache and
 //! unpacked once, and `depmod` indexes its modules.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use iso_builder::inputs::{Cache, DebPin};
 
@@ -90,28 +89,7 @@ impl Kernel {
         if dep.is_file() {
             return Ok(());
         }
-        depmod(&self.root, &self.release)
+        iso_builder::kmod::depmod(&self.root, &self.release)?;
+        Ok(())
     }
-}
-
-/// Runs the host's `depmod` over a module tree below `root`.
-pub(crate) fn depmod(root: &Path, release: &str) -> Result<(), HarnessError> {
-    let depmod = ["/sbin/depmod", "/usr/sbin/depmod"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| HarnessError::Setup("depmod not found: apt-get install kmod".into()))?;
-    let out = Command::new(depmod)
-        .arg("-b")
-        .arg(root)
-        .arg(release)
-        .output()
-        .map_err(io_err("running", depmod))?;
-    if !out.status.success() {
-        return Err(HarnessError::Setup(format!(
-            "depmod -b {} {release}: {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -36,8 +36,8 @@ pub enum HarnessError {
     },
     #[error("{0}")]
     Setup(String),
-    #[error("kernel module {0:?} is not in the pinned kernel's modules.dep")]
-    UnknownModule(String),
+    #[error(transparent)]
+    Kmod(#[from] iso_builder::kmod::KmodError),
 }
 
 pub(crate) fn io_err(

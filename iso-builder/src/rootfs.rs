@@ -279,7 +279,7 @@ pub fn build(
     Assembly {
         suite,
         tree,
-        sources: vec![format!("deb [trusted=yes] file://{} ./", repo.display())],
+        sources: vec![format!("deb [trusted=yes] copy://{} ./", repo.display())],
         target: &target,
         listing: &listing,
         extra_hook: None,

@@ -130,10 +130,9 @@ pub fn open_storage(opts: &Options, vg: &str) -> Result<Box<dyn Storage>, Error>
     let dir = opts.root.join(STATE_DIR);
     let log = dir.join("actions.log");
     let record = || {
-        Box::new(Recorded::new(
-            dir.join("volumes.list"),
-            dir.join("actions.log"),
-        ))
+        Box::new(
+            Recorded::new(dir.join("volumes.list"), dir.join("actions.log")).with_root(&opts.root),
+        )
     };
     match opts.storage {
         StorageMode::Record if opts.is_real_root() => Err(Error::Usage(

@@ -241,6 +241,7 @@ fn copy_sparse(image: &Path, dev: &Path) -> Result<(), Error> {
 pub struct Recorded {
     list: PathBuf,
     log: PathBuf,
+    root: PathBuf,
 }
 
 /// One line of the volume list.
@@ -264,6 +265,20 @@ impl Recorded {
         Recorded {
             list: list.into(),
             log: log.into(),
+            root: PathBuf::from("/"),
+        }
+    }
+
+    /// Image paths are recorded as the installed system sees them (without `root`).
+    pub fn with_root(mut self, root: &Path) -> Self {
+        self.root = root.to_path_buf();
+        self
+    }
+
+    fn system_path(&self, p: &Path) -> String {
+        match p.strip_prefix(&self.root) {
+            Ok(rel) if self.root != Path::new("/") => format!("/{}", rel.display()),
+            _ => p.display().to_string(),
         }
     }
 
@@ -405,8 +420,9 @@ impl Storage for Recorded {
 
     fn import(&mut self, vid: &str, image: &Path) -> Result<(), Error> {
         let mut m = self.load()?;
+        let shown = self.system_path(image);
         match m.get_mut(vid) {
-            Some(Entry::Thin { image: i, .. }) => *i = Some(image.display().to_string()),
+            Some(Entry::Thin { image: i, .. }) => *i = Some(shown.clone()),
             _ => {
                 return Err(Error::Storage(format!(
                     "cannot import into {vid}: no such thin volume"
@@ -414,7 +430,7 @@ impl Storage for Recorded {
             }
         }
         self.save(&m)?;
-        log_action(&self.log, &format!("import {vid} {}", image.display()))
+        log_action(&self.log, &format!("import {vid} {shown}"))
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {

@@ -2,12 +2,21 @@
 //! newc), compression, the ESP image, ISO9660 with El Torito and a hybrid
 //! MBR/GPT, checksums and the build manifest.
 
+pub mod bench;
 pub mod checksum;
 pub mod compress;
 pub mod cpio;
+pub mod eltorito;
+pub mod esp;
+pub mod grub;
+pub mod hybrid;
 pub mod inputs;
+pub mod iso9660;
+pub mod isotree;
 pub mod kmod;
 pub mod lock;
 pub mod manifest;
+pub mod master;
 pub mod recipe;
+pub mod rockridge;
 pub mod rootfs;

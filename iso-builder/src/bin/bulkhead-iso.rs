@@ -1,0 +1,149 @@
+//! `bulkhead-iso`: masters bootable hybrid images (see iso_builder::master).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use iso_builder::grub::{self, BootloaderLock, Entry};
+use iso_builder::inputs::Cache;
+use iso_builder::master::{self, MasterOptions};
+use iso_builder::{bench, iso9660, isotree};
+
+#[derive(Parser)]
+#[command(
+    name = "bulkhead-iso",
+    about = "Masters Bulkhead's bootable hybrid ISO images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DefaultEntry {
+    Install,
+    Serial,
+    Check,
+    Disk,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Master a bootable hybrid image (BIOS and UEFI, CD and USB) from DIR,
+    /// which holds boot/vmlinuz and boot/initrd.img.
+    Master {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// ISO9660 volume label: up to 32 of A-Z, 0-9, _.
+        #[arg(long, default_value = "BULKHEAD")]
+        label: String,
+        /// Kernel command line of every menu entry.
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        /// Seconds the menu waits before booting the default entry.
+        #[arg(long, default_value_t = 5)]
+        timeout: u32,
+        #[arg(long, value_enum, default_value = "install")]
+        default: DefaultEntry,
+        /// Every timestamp; defaults to $SOURCE_DATE_EPOCH.
+        #[arg(long)]
+        epoch: Option<i64>,
+        /// Use only cached bootloader packages.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Write DIR as a plain ISO9660 + Rock Ridge image (no boot).
+    Write {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "BULKHEAD")]
+        label: String,
+        #[arg(long)]
+        epoch: Option<i64>,
+    },
+    /// Pin the GRUB packages (apt candidates) into bootloader.lock.toml.
+    PinBootloader {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bootloader.lock.toml"))]
+        lock: PathBuf,
+    },
+    /// Time this writer against `xorriso -as mkisofs -R -J` on one tree.
+    Bench {
+        /// Scratch directory (the tree and both images go there).
+        #[arg(long, default_value = "target/iso-bench")]
+        scratch: PathBuf,
+        /// Approximate tree size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+    },
+}
+
+fn epoch(arg: Option<i64>) -> Result<i64> {
+    match arg.or(master::env_epoch()?) {
+        Some(e) => Ok(e),
+        None => bail!("no timestamp: pass --epoch or set SOURCE_DATE_EPOCH (seconds since 1970)"),
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Master {
+            dir,
+            output,
+            label,
+            cmdline,
+            timeout,
+            default,
+            epoch: e,
+            offline,
+        } => {
+            let mut opts = MasterOptions::new(&label, epoch(e)?);
+            opts.cmdline = cmdline;
+            opts.timeout = timeout;
+            opts.default = match default {
+                DefaultEntry::Install => Entry::Install,
+                DefaultEntry::Serial => Entry::Serial,
+                DefaultEntry::Check => Entry::Check,
+                DefaultEntry::Disk => Entry::Disk,
+            };
+            let cache = Cache::new(Cache::default_root(), grub::REFRESH).offline(offline);
+            let t = Instant::now();
+            let layout = master::master_dir(&dir, &output, &opts, &cache).with_context(|| {
+                format!("mastering {} into {}", dir.display(), output.display())
+            })?;
+            println!(
+                "{}: {} bytes in {:.2?}",
+                output.display(),
+                layout.image_size(),
+                t.elapsed()
+            );
+        }
+        Cmd::Write {
+            dir,
+            output,
+            label,
+            epoch: e,
+        } => {
+            let tree = isotree::Tree::from_dir(&dir)?;
+            let layout =
+                iso9660::write_image(&tree, iso9660::Options::new(&label, epoch(e)?), &output)
+                    .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}: {} bytes", output.display(), layout.image_size());
+        }
+        Cmd::PinBootloader { lock } => {
+            let pins = BootloaderLock::resolve()?;
+            std::fs::write(&lock, pins.to_toml())
+                .with_context(|| format!("writing {}", lock.display()))?;
+            for d in &pins.deb {
+                println!("{} {} {}", d.package, d.version, d.sha256);
+            }
+        }
+        Cmd::Bench { scratch, size_mib } => {
+            let r = bench::run(&scratch, size_mib)?;
+            println!("{r}");
+        }
+    }
+    Ok(())
+}

@@ -3,12 +3,17 @@
 //! it: GPT, ESP (FAT32), /boot (ext4), LUKS2 and Qubes' LVM layout.
 //!
 //! [`discover`] reads the machine, [`plan::Plan`] is the whole layout,
-//! [`refuse`] holds every reason to refuse a disk, and `apply` is the only
-//! code that writes to a disk.
+//! [`refuse`] holds every reason to refuse a disk, and [`apply`] is the only
+//! code that writes to a disk (journaled in [`journal`], resumable).
 
+pub mod apply;
 pub mod discover;
+pub mod journal;
+pub mod luks;
 pub mod plan;
 pub mod refuse;
+pub mod secret;
+pub mod signatures;
 
 pub use discover::{DiskInfo, Inventory, discover, discover_system};
 pub use plan::Plan;

@@ -1,0 +1,352 @@
+//! Apply on a 40 GiB sparse image through a loop device (no device-mapper on
+//! the host, so up to and including the LUKS2 format), every structure read
+//! back by an independent tool: sgdisk, fsck.fat, e2fsck, cryptsetup, wipefs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use partitioner::apply::{self, Options, Step};
+use partitioner::discover::{DiskInfo, Transport};
+use partitioner::luks::Pbkdf;
+use partitioner::plan::{GIB, MIB, Plan};
+use partitioner::secret::Passphrase;
+use zeroize::Zeroizing;
+
+/// Low PBKDF cost: tests only (the real default is benchmarked, up to 1 GiB).
+const TEST_PBKDF: Pbkdf = Pbkdf::Fixed {
+    iterations: 4,
+    memory_kib: 8192,
+    parallel_threads: 1,
+};
+
+struct Loop(String);
+
+impl Loop {
+    fn attach(img: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn sh(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn disk_info(path: &str, size: u64) -> DiskInfo {
+    DiskInfo {
+        path: path.into(),
+        name: path.trim_start_matches("/dev/").into(),
+        model: Some("loop".into()),
+        vendor: None,
+        serial: None,
+        wwn: None,
+        size_bytes: size,
+        logical_sector: 512,
+        physical_sector: 512,
+        transport: Transport::Unknown,
+        removable: false,
+        read_only: false,
+        rotational: false,
+        partition_table: None,
+        whole_disk_fstype: None,
+        contents: vec![],
+        os_hints: vec![],
+        mounted: vec![],
+        swap: vec![],
+        holders: vec![],
+        live_medium: None,
+    }
+}
+
+fn pass(s: &str) -> Passphrase {
+    Passphrase::new(Zeroizing::new(s.as_bytes().to_vec())).unwrap()
+}
+
+/// Old content an earlier system left: a GPT with other partitions, an
+/// LVM PV and md superblock inside them, ext4 where our LUKS will start.
+fn dirty(img: &Path) {
+    let (ok, o) = sh(Command::new("sgdisk")
+        .args(["-n1:2048:+300M", "-n2:0:+5G", "-n3:0:0", "-t3:fd00"])
+        .arg(img));
+    assert!(ok, "{o}");
+    let write_at = |off: u64, data: &[u8]| {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.write_all(data).unwrap();
+    };
+    let p2 = (2048 + 300 * 2048) * 512u64;
+    write_at(
+        p2 + 512,
+        b"LABELONE\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0LVM2 001",
+    );
+    write_at(p2 + 4096, &0xa92b_4efcu32.to_le_bytes());
+    // ext4 superblock magic where partition 4 (LUKS) will start: 2 GiB + 602 MiB + 1 MiB...
+    let p4 = (1 + 1 + 600 + 1024) * MIB;
+    write_at(p4 + 1080, &[0x53, 0xef]);
+    write_at(p4 + 65536 + 64, b"_BHRfS_M");
+}
+
+#[test]
+fn apply_up_to_luks_on_a_loop_device_reads_back_with_real_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let img: PathBuf = dir.path().join("disk.img");
+    let size = 40 * GIB;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    dirty(&img);
+    let lo = Loop::attach(&img);
+    let plan = Plan::for_disk(&disk_info(&lo.0, size), 4 * GIB).unwrap();
+    let mut events = Vec::new();
+    let mut progress =
+        |p: &apply::Progress| events.push(format!("{}:{:?}", p.step.name(), p.event));
+    let out = apply::run(
+        &plan,
+        Path::new(&lo.0),
+        &pass("correct horse"),
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after: Some(Step::Luks),
+            close: false,
+            progress: &mut progress,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        out.ran,
+        [Step::Wipe, Step::Gpt, Step::Esp, Step::Boot, Step::Luks]
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("esp:Done")),
+        "{events:?}"
+    );
+
+    // GPT: sgdisk verifies it and sees our four partitions, types and names.
+    let (ok, v) = sh(Command::new("sgdisk").arg("-v").arg(&img));
+    assert!(ok && v.contains("No problems found"), "{v}");
+    let (_, p) = sh(Command::new("sgdisk").arg("-p").arg(&img));
+    for (n, code, name) in [
+        (1, "EF02", "BIOS boot"),
+        (2, "EF00", "EFI System"),
+        (3, "8300", "boot"),
+        (4, "8309", "luks"),
+    ] {
+        let line = p
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("{p}"));
+        assert!(line.contains(code) && line.contains(name), "{line}");
+    }
+    assert!(
+        p.contains(&plan.disk_guid.to_string().to_uppercase()),
+        "{p}"
+    );
+    assert!(
+        p.contains("Partitions will be aligned on 2048-sector boundaries"),
+        "{p}"
+    );
+    // Only our signatures are left on the whole disk.
+    let (_, w) = sh(Command::new("wipefs").arg("--no-act").arg(&img));
+    let kinds: Vec<&str> = w
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert!(kinds.iter().all(|k| *k == "gpt" || *k == "PMBR"), "{w}");
+
+    let part = |n: u32| format!("{}p{n}", lo.0);
+    let (ok, f) = sh(Command::new("fsck.fat").arg("-n").arg(part(2)));
+    assert!(ok, "fsck.fat: {f}");
+    let (_, b) = sh(Command::new("file").arg("-s").arg(part(2)));
+    assert!(
+        b.contains("FAT (32 bit)") || b.contains("FAT32") || b.contains("data"),
+        "{b}"
+    );
+    let (ok, e) = sh(Command::new("e2fsck").args(["-fn"]).arg(part(3)));
+    assert!(ok, "e2fsck: {e}");
+    let (_, blk) = sh(Command::new("blkid").arg("-p").arg(part(3)));
+    assert!(
+        blk.contains("LABEL=\"boot\"") && blk.contains("TYPE=\"ext4\""),
+        "{blk}"
+    );
+    assert!(blk.contains(&plan.partitions[2].guid.to_string()), "{blk}");
+
+    let (ok, d) = sh(Command::new("cryptsetup").arg("luksDump").arg(part(4)));
+    assert!(ok, "{d}");
+    for want in [
+        "Version:       \t2",
+        "aes-xts-plain64",
+        "argon2id",
+        "sector: 512 [bytes]",
+        "bulkhead-luks",
+        "512 bits",
+    ] {
+        assert!(
+            d.replace(' ', "").contains(&want.replace(' ', "")),
+            "missing {want:?} in\n{d}"
+        );
+    }
+    assert!(d.contains(&plan.luks.uuid.to_string()), "{d}");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse").unwrap();
+    let (ok, o) = sh(Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&pw)
+        .arg(part(4)));
+    assert!(ok, "right passphrase rejected: {o}");
+    std::fs::write(&pw, "wrong horse").unwrap();
+    let (ok, _) = sh(Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&pw)
+        .arg(part(4)));
+    assert!(!ok, "wrong passphrase accepted");
+    assert!(partitioner::luks::test_passphrase(Path::new(&part(4)), b"correct horse").unwrap());
+    assert!(!partitioner::luks::test_passphrase(Path::new(&part(4)), b"wrong horse").unwrap());
+
+    // The journal says what is done; a rerun skips it all and writes nothing.
+    let j = apply::status(Path::new(&lo.0)).unwrap().unwrap();
+    assert_eq!(j.done, [0, 1, 2, 3, 4]);
+    assert_eq!(j.plan, plan);
+    let before = std::fs::read(part(3)).ok().map(|b| b.len());
+    let mut noop = |_: &apply::Progress| {};
+    let again = apply::run(
+        &plan,
+        Path::new(&lo.0),
+        &pass("correct horse"),
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after: Some(Step::Luks),
+            close: false,
+            progress: &mut noop,
+        },
+    )
+    .unwrap();
+    assert!(again.ran.is_empty(), "{:?}", again.ran);
+    assert!(again.resumed);
+    assert_eq!(before, std::fs::read(part(3)).ok().map(|b| b.len()));
+    let text = apply::describe_state(&j.done);
+    assert!(
+        text.contains("luks    done") && text.contains("lvm     not done"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_plan_for_another_size_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(33 * GIB)
+        .unwrap();
+    let plan = Plan::for_disk(&disk_info(&img.display().to_string(), 34 * GIB), 4 * GIB).unwrap();
+    let mut noop = |_: &apply::Progress| {};
+    let err = apply::run(
+        &plan,
+        &img,
+        &pass("x"),
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after: None,
+            close: false,
+            progress: &mut noop,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("changed since the plan"), "{err}");
+    // Nothing was written: the sparse file has no data blocks.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&img).unwrap().blocks(), 0);
+}
+
+#[test]
+fn image_file_steps_before_luks_work_without_a_loop_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let size = 32 * GIB + 7 * MIB;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let plan = Plan::for_disk(&disk_info(&img.display().to_string(), size), 2 * GIB).unwrap();
+    let mut noop = |_: &apply::Progress| {};
+    let out = apply::run(
+        &plan,
+        &img,
+        &pass("x"),
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after: Some(Step::Boot),
+            close: false,
+            progress: &mut noop,
+        },
+    )
+    .unwrap();
+    assert_eq!(out.ran.len(), 4);
+    let (ok, v) = sh(Command::new("sgdisk").arg("-v").arg(&img));
+    assert!(ok && v.contains("No problems found"), "{v}");
+    // /boot checked in place with e2fsck's offset support via a copy of the partition.
+    let boot = &plan.partitions[2];
+    let (ok, o) = sh(Command::new("sh").arg("-c").arg(format!(
+        "dd if={} of={}/boot.img bs=1M skip={} count={} status=none && e2fsck -fn {}/boot.img",
+        img.display(),
+        dir.path().display(),
+        boot.first_lba * 512 / MIB,
+        boot.size_bytes / MIB,
+        dir.path().display()
+    )));
+    assert!(ok, "{o}");
+    let esp = &plan.partitions[1];
+    let (ok, o) = sh(Command::new("sh").arg("-c").arg(format!(
+        "dd if={} of={}/esp.img bs=1M skip={} count={} status=none && fsck.fat -n {}/esp.img",
+        img.display(),
+        dir.path().display(),
+        esp.first_lba * 512 / MIB,
+        esp.size_bytes / MIB,
+        dir.path().display()
+    )));
+    assert!(ok, "{o}");
+    // The LUKS step needs a block device and says so, with the state.
+    let mut noop = |_: &apply::Progress| {};
+    let err = apply::run(
+        &plan,
+        &img,
+        &pass("x"),
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after: None,
+            close: false,
+            progress: &mut noop,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("step luks failed") && err.contains("boot    done") && err.contains("Rerun"),
+        "{err}"
+    );
+}

@@ -19,8 +19,10 @@ pub enum BootMode {
 pub struct Firmware {
     pub boot_mode: BootMode,
     /// `Ok(on)` from the SecureBoot EFI variable; `Err(reason)` otherwise.
+    #[serde(serialize_with = "crate::fact::serialize")]
     pub secure_boot: Result<bool, String>,
     /// "2.0", "1.2", or why there is none.
+    #[serde(serialize_with = "crate::fact::serialize")]
     pub tpm: Result<String, String>,
     pub dmi: Dmi,
 }

@@ -24,8 +24,10 @@ pub struct Dimm {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Memory {
     /// MemTotal in bytes, or why it is unknown.
+    #[serde(serialize_with = "crate::fact::serialize")]
     pub mem_total: Result<u64, String>,
     /// Sum of the populated SMBIOS memory devices, or why it is unknown.
+    #[serde(serialize_with = "crate::fact::serialize")]
     pub installed: Result<u64, String>,
     pub dimms: Vec<Dimm>,
 }

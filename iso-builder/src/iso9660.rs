@@ -45,6 +45,8 @@ use crate::rockridge as rr;
 pub const BLOCK: u64 = 2048;
 /// Largest single extent: the 32-bit size field, rounded down to a block.
 pub const MAX_EXTENT: u64 = 0xFFFF_F800;
+/// Smallest volume written (libarchive needs 24 blocks to recognize one).
+const MIN_BLOCKS: u64 = 32;
 /// Blocks reserved at the end of a hybrid image for the backup GPT.
 const GPT_TAIL_BLOCKS: u64 = 9;
 
@@ -264,6 +266,9 @@ struct PDir {
     ident: Vec<u8>,
     parent: usize,
     records: Vec<Rec>,
+    /// This directory's continuation areas, written right after it (where
+    /// streaming readers such as libarchive expect them).
+    ces: std::ops::Range<usize>,
     blocks: u64,
     lba: u64,
 }
@@ -290,13 +295,13 @@ pub struct Layout {
     dirs: Vec<PDir>,
     files: Vec<PFile>,
     ces: Vec<CeArea>,
-    ce_lba: u64,
     catalog_lba: Option<u64>,
     path_table_size: u64,
     l_table_lba: u64,
     m_table_lba: u64,
     bios_file: Option<usize>,
     efi_file: Option<usize>,
+    data_end: u64,
     total_blocks: u64,
     seed: Vec<u8>,
 }
@@ -434,6 +439,7 @@ impl Layout {
         let mut dir_nodes: Vec<&Node> = Vec::new();
         while let Some((node, path, parent, ident)) = queue.pop_front() {
             let me = dirs.len();
+            let ce_start = ces.len();
             if me >= 65535 {
                 return Err(IsoError::Unrepresentable {
                     path,
@@ -594,6 +600,7 @@ impl Layout {
                 ident,
                 parent,
                 records,
+                ces: ce_start..ces.len(),
                 blocks,
                 lba: 0,
             });
@@ -603,13 +610,13 @@ impl Layout {
             dirs,
             files,
             ces,
-            ce_lba: 0,
             catalog_lba: None,
             path_table_size: 0,
             l_table_lba: 0,
             m_table_lba: 0,
             bios_file,
             efi_file,
+            data_end: 0,
             total_blocks: 0,
             seed: Vec::new(),
         };
@@ -636,20 +643,19 @@ impl Layout {
         for d in &mut self.dirs {
             d.lba = next;
             next += d.blocks;
-        }
-        self.ce_lba = next;
-        let (mut block, mut used) = (0u64, 0u64);
-        for c in &mut self.ces {
-            if used + c.data.len() as u64 > BLOCK {
-                block += 1;
-                used = 0;
+            let (mut block, mut used) = (next, 0u64);
+            for c in &mut self.ces[d.ces.clone()] {
+                if used + c.data.len() as u64 > BLOCK {
+                    block += 1;
+                    used = 0;
+                }
+                c.block = block;
+                c.offset = used;
+                used += c.data.len() as u64;
             }
-            c.block = block;
-            c.offset = used;
-            used += c.data.len() as u64;
-        }
-        if !self.ces.is_empty() {
-            next += block + 1;
+            if !d.ces.is_empty() {
+                next = block + 1;
+            }
         }
         let mut order: Vec<usize> = (0..self.files.len())
             .filter(|&i| Some(i) != self.efi_file)
@@ -663,6 +669,9 @@ impl Layout {
             f.lba = next;
             next += f.size.div_ceil(BLOCK);
         }
+        // libarchive refuses volumes it cannot read 24 blocks of.
+        next = next.max(MIN_BLOCKS);
+        self.data_end = next;
         if self.opts.hybrid.is_some() {
             next += GPT_TAIL_BLOCKS;
         }
@@ -740,7 +749,7 @@ impl Layout {
         if let Some(c) = r.ce {
             let c = &self.ces[c];
             b.extend_from_slice(&rr::ce(
-                (self.ce_lba + c.block) as u32,
+                c.block as u32,
                 c.offset as u32,
                 c.data.len() as u32,
             ));
@@ -815,7 +824,7 @@ impl Layout {
             return Ok(None);
         };
         let total = self.total_blocks * 4;
-        let data_end = (self.total_blocks - GPT_TAIL_BLOCKS) * 4;
+        let data_end = self.data_end * 4;
         let mut parts = Vec::new();
         let esp = self.efi_file.map(|i| &self.files[i]).filter(|f| f.size > 0);
         let iso_end = esp.map_or(data_end, |f| f.lba * 4);
@@ -902,19 +911,12 @@ impl Layout {
                 w.put(&b)?;
             }
             w.pad()?;
-        }
-        if !self.ces.is_empty() {
-            w.expect(self.ce_lba)?;
-            let mut cur = 0u64;
-            let mut used = 0u64;
-            for c in &self.ces {
-                if c.block != cur {
-                    w.zeros(BLOCK - used)?;
-                    cur = c.block;
-                    used = 0;
+            for c in &self.ces[d.ces.clone()] {
+                if w.pos < c.block * BLOCK {
+                    w.pad()?;
                 }
+                w.expect_at(c.block * BLOCK + c.offset)?;
                 w.put(&c.data)?;
-                used += c.data.len() as u64;
             }
             w.pad()?;
         }
@@ -950,6 +952,7 @@ impl Layout {
             }
             w.pad()?;
         }
+        w.zeros(self.data_end * BLOCK - w.pos)?;
         if let Some(t) = &tables {
             w.zeros(GPT_TAIL_BLOCKS * BLOCK - t.tail.len() as u64)?;
             w.put(&t.tail)?;
@@ -1031,6 +1034,16 @@ impl Out {
         if self.pos != lba * BLOCK {
             return Err(IsoError::Layout(format!(
                 "internal error: writer at byte {} but the layout says block {lba}",
+                self.pos
+            )));
+        }
+        Ok(())
+    }
+
+    fn expect_at(&self, byte: u64) -> Result<(), IsoError> {
+        if self.pos != byte {
+            return Err(IsoError::Layout(format!(
+                "internal error: writer at byte {} but the layout says byte {byte}",
                 self.pos
             )));
         }

@@ -1,0 +1,181 @@
+//! In a QEMU guest with LVM on a real (virtual) disk: the installer's volume
+//! group `qubes_dom0` is made, firstboot runs with the LVM storage (killed
+//! once in the middle of a template import, then resumed), and `lvs` shows
+//! the thin pool and every thin volume and snapshot really created.
+
+use std::time::Duration;
+
+use guest_harness::{Bus, Disk, Initramfs, Kernel, Vm};
+
+const LVM_CONF: &str = "\
+# No udev in the test guest: LVM makes its own device nodes.
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    monitoring = 0
+}
+devices {
+    obtain_device_list_from_udev = 0
+}
+";
+
+const SETTINGS: &str = "\
+[[templates]]
+name = \"fedora-41-xfce\"
+image = \"/usr/share/bulkhead/templates/fedora-41-xfce.img\"
+
+[[templates]]
+name = \"debian-12-xfce\"
+";
+
+const SCRIPT: &str = r#"set -e
+wait-dev /dev/vda
+lvm pvcreate -q -y /dev/vda
+lvm vgcreate -q qubes_dom0 /dev/vda
+R=/tmp/sysroot
+mkdir -p $R/etc/bulkhead $R/usr/share/bulkhead/templates $R/var/lib/qubes/vm-kernels/6.6.48-1
+cp /firstboot.toml $R/etc/bulkhead/firstboot.toml
+# A 3 MiB template image with data at both ends.
+dd if=/dev/urandom of=$R/usr/share/bulkhead/templates/fedora-41-xfce.img bs=1M count=1 2>/dev/null
+dd if=/dev/zero bs=1M count=1 2>/dev/null >> $R/usr/share/bulkhead/templates/fedora-41-xfce.img
+dd if=/dev/urandom bs=1M count=1 2>/dev/null >> $R/usr/share/bulkhead/templates/fedora-41-xfce.img
+set +e
+BULKHEAD_FIRSTBOOT_KILL_AT=template:fedora-41-xfce:imported firstboot --root $R --storage lvm
+echo "FIRST-RUN-STATUS=$?"
+set -e
+lvm lvs --noheadings -o lv_name qubes_dom0 | sed 's/^ */LV-AFTER-KILL /'
+firstboot --root $R --storage lvm --resume
+firstboot --root $R --storage lvm
+echo LVS-BEGIN
+lvm lvs --noheadings --separator , -o lv_name,lv_attr,origin,pool_lv,lv_size --units b qubes_dom0
+echo LVS-END
+a=$(md5sum < $R/usr/share/bulkhead/templates/fedora-41-xfce.img)
+b=$(head -c 3145728 /dev/qubes_dom0/vm-fedora-41-xfce-root | md5sum)
+echo "IMAGE-MATCH=$([ "$a" = "$b" ] && echo yes || echo no)"
+firstboot --root $R ls
+"#;
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn firstboot_creates_thin_volumes_on_real_lvm() {
+    let kernel = Kernel::pinned().unwrap();
+    let initrd = Initramfs::new(&kernel)
+        .modules(&["dm_thin_pool", "dm_snapshot"])
+        .host_binary("/usr/sbin/lvm")
+        .host_binary("/usr/sbin/thin_check")
+        .file("/usr/local/bin/firstboot", env!("CARGO_BIN_EXE_firstboot"))
+        .file_bytes("/etc/lvm/lvm.conf", LVM_CONF, 0o644)
+        .file_bytes("/firstboot.toml", SETTINGS, 0o644)
+        .script(SCRIPT);
+    let d = tempfile::tempdir().unwrap();
+    let disk = d.path().join("disk.img");
+    guest_harness::sparse_disk(&disk, 4 << 30).unwrap();
+    let out = Vm::new()
+        .kernel(&kernel, &initrd, "")
+        .memory_mib(1024)
+        .disk(Disk::new(&disk).bus(Bus::Virtio))
+        .timeout(Duration::from_secs(420))
+        .run()
+        .unwrap();
+    let serial = &out.serial;
+    assert_eq!(out.exit_code, Some(0), "guest script failed:\n{serial}");
+
+    // The kill really happened, mid-import: the -import volume existed.
+    assert!(serial.contains("FIRST-RUN-STATUS=137"), "{serial}");
+    assert!(
+        serial.contains("LV-AFTER-KILL vm-fedora-41-xfce-root-import"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("already complete"),
+        "third run did something:\n{serial}"
+    );
+
+    let lvs: Vec<Vec<String>> = serial
+        .split("LVS-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("LVS-END").next())
+        .unwrap_or_else(|| panic!("no lvs output:\n{serial}"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let find = |n: &str| {
+        lvs.iter()
+            .find(|r| r[0] == n)
+            .unwrap_or_else(|| panic!("{n} not in lvs: {lvs:?}"))
+    };
+    // The thin pool: 90% of the free space of the 4 GiB VG.
+    let pool = find("vm-pool");
+    assert!(
+        pool[1].starts_with('t'),
+        "vm-pool is not a thin pool: {pool:?}"
+    );
+    let pool_bytes: u64 = pool[4].trim_end_matches('B').parse().unwrap();
+    assert!(pool_bytes > (3 << 30) && pool_bytes < (4 << 30), "{pool:?}");
+
+    let mut names: Vec<&str> = lvs.iter().map(|r| r[0].as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "vm-debian-12-xfce-private",
+            "vm-debian-12-xfce-root",
+            "vm-default-dvm-private",
+            "vm-fedora-41-xfce-private",
+            "vm-fedora-41-xfce-root",
+            "vm-personal-private",
+            "vm-pool",
+            "vm-sys-firewall-private-snap",
+            "vm-sys-firewall-root-snap",
+            "vm-sys-firewall-volatile",
+            "vm-sys-net-private",
+            "vm-sys-usb-private-snap",
+            "vm-sys-usb-root-snap",
+            "vm-sys-usb-volatile",
+            "vm-untrusted-private",
+            "vm-vault-private",
+            "vm-work-private",
+        ],
+        "{serial}"
+    );
+    for r in lvs.iter().filter(|r| r[0] != "vm-pool") {
+        assert!(
+            r[1].starts_with('V'),
+            "{} is not a thin volume: {r:?}",
+            r[0]
+        );
+        assert_eq!(r[3], "vm-pool", "{} is not in vm-pool", r[0]);
+    }
+    assert_eq!(find("vm-work-private")[4], "2147483648B");
+    assert_eq!(
+        find("vm-sys-firewall-root-snap")[2],
+        "vm-fedora-41-xfce-root"
+    );
+    assert_eq!(
+        find("vm-sys-firewall-private-snap")[2],
+        "vm-default-dvm-private"
+    );
+    assert!(
+        serial.contains("IMAGE-MATCH=yes"),
+        "template root differs from its image:\n{serial}"
+    );
+    let ls_fw: Vec<&str> = serial
+        .lines()
+        .map(str::split_whitespace)
+        .map(Iterator::collect::<Vec<&str>>)
+        .find(|w| w.first() == Some(&"sys-firewall"))
+        .unwrap_or_else(|| panic!("firstboot ls printed no sys-firewall:\n{serial}"));
+    assert_eq!(
+        ls_fw,
+        [
+            "sys-firewall",
+            "DispVM",
+            "green",
+            "default-dvm",
+            "sys-net",
+            "Halted"
+        ]
+    );
+}

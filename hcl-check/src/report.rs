@@ -24,7 +24,7 @@
 //! FIXME where a person must fill something in.
 
 use crate::verdict::{Report, Status};
-use crate::{Machine, Table, firmware};
+use crate::{Machine, firmware};
 
 fn colour(s: Status) -> &'static str {
     match s {
@@ -170,7 +170,6 @@ pub fn yaml(r: &Report) -> String {
     let slat = match virt.map(|v| v.status) {
         Some(Status::Pass) => "yes",
         Some(Status::Unknown) => "",
-        _ if hvm => "no",
         _ => "no",
     };
     let dmar = m.iommu.dmar.present().filter(|d| !d.units.is_empty());
@@ -246,6 +245,5 @@ pub fn yaml(r: &Report) -> String {
     y.push_str(
         "    remark: |\n      FIXME\n    credit: |\n      FIXAUTHOR\n    link: |\n      FIXLINK\n",
     );
-    let _ = Table::<()>::Absent(String::new());
     y
 }

@@ -300,18 +300,16 @@ fn iommu(m: &Machine) -> Verdict {
             d.units.len(),
             d.intr_remap,
             d.header.checksum_valid,
-            intel_remedy,
         )),
         (_, Some(r)) if !r.units.is_empty() => Some((
             "AMD-Vi",
             r.units.len(),
             r.intr_remap(),
             r.header.checksum_valid,
-            amd_remedy,
         )),
         _ => None,
     };
-    if let Some((kind, units, remap, checksum_ok, remedy)) = found {
+    if let Some((kind, units, remap, checksum_ok)) = found {
         let measured = format!(
             "{kind}, {units} remapping unit{}, interrupt remapping {}",
             if units == 1 { "" } else { "s" },
@@ -343,7 +341,6 @@ fn iommu(m: &Machine) -> Verdict {
                 ),
             );
         }
-        let _ = remedy;
         return v(
             ID,
             REQ,

@@ -344,6 +344,19 @@ impl Ivrs {
         })
     }
 
+    /// Distinct IOMMUs: firmware may describe one IOMMU with several IVHD
+    /// types (0x10, 0x11, 0x40) for OSes of different ages.
+    pub fn iommu_count(&self) -> usize {
+        let mut seen: Vec<(u16, u64)> = self
+            .units
+            .iter()
+            .map(|u| (u.segment, u.base_address))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
+    }
+
     /// Interrupt remapping usable: an IVHD lists an IOAPIC as a special
     /// device (without it Linux and Xen turn interrupt remapping off).
     pub fn intr_remap(&self) -> bool {

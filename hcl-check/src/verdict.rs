@@ -303,7 +303,7 @@ fn iommu(m: &Machine) -> Verdict {
         )),
         (_, Some(r)) if !r.units.is_empty() => Some((
             "AMD-Vi",
-            r.units.len(),
+            r.iommu_count(),
             r.intr_remap(),
             r.header.checksum_valid,
         )),

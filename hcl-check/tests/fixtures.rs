@@ -186,6 +186,29 @@ fn qemu_iommu_tables_parse_and_match_iasl() {
     let i = acpi::Ivrs::parse(&ivrs).unwrap();
     assert!(i.header.checksum_valid && i.intr_remap());
     assert_eq!(i.units.len(), 1);
+    // A real laptop IVRS: one IOMMU in three IVHD flavours.
+    let yoga = std::fs::read(fixture(
+        "amd-ryzen5-5600g-amdvi/sys/firmware/acpi/tables/IVRS",
+    ))
+    .unwrap();
+    let y = acpi::Ivrs::parse(&yoga).unwrap();
+    assert!(y.header.checksum_valid && y.efr_sup && y.intr_remap());
+    assert_eq!(
+        y.units.iter().map(|u| u.kind).collect::<Vec<_>>(),
+        [0x10, 0x11, 0x40]
+    );
+    assert_eq!(y.iommu_count(), 1);
+    assert!(
+        y.units
+            .iter()
+            .all(|u| u.ioapics() == 2 && u.base_address == 0xfdf0_0000)
+    );
+    assert_eq!(y.units[0].efr, None);
+    assert_eq!(y.units[1].efr, Some(0x206d_73ef_2225_4ade));
+    assert_eq!(
+        y.units[2].device_entries, 11,
+        "4-, 8-byte and ACPI-HID entries"
+    );
     let real = std::fs::read(fixture(
         "intel-xps13-9370-vtd/sys/firmware/acpi/tables/DMAR",
     ))
@@ -224,17 +247,27 @@ fn qemu_iommu_tables_parse_and_match_iasl() {
             "{dsl}"
         );
     }
-    let p = tmp.path().join("IVRS.dat");
-    std::fs::write(&p, &ivrs).unwrap();
-    let st = Command::new("iasl")
-        .arg("-d")
-        .arg(&p)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(st.status.success());
-    let dsl = std::fs::read_to_string(tmp.path().join("IVRS.dsl")).unwrap();
-    assert!(dsl.contains("Signature : \"IVRS\""), "{dsl}");
+    for (name, bytes, parsed) in [("IVRS", &ivrs, &i), ("yoga.IVRS", &yoga, &y)] {
+        let p = tmp.path().join(format!("{name}.dat"));
+        std::fs::write(&p, bytes).unwrap();
+        let st = Command::new("iasl")
+            .arg("-d")
+            .arg(&p)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        let dsl = std::fs::read_to_string(tmp.path().join(format!("{name}.dsl"))).unwrap();
+        assert!(dsl.contains("Signature : \"IVRS\""), "{dsl}");
+        // Debian 12's iasl (20200925) does not decode type 0x40 blocks.
+        let ioapics: usize = parsed
+            .units
+            .iter()
+            .filter(|u| u.kind != 0x40)
+            .map(|u| u.ioapics())
+            .sum();
+        assert_eq!(dsl.matches("Variety : 01").count(), ioapics, "{dsl}");
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ const FILES: &[&str] = &[
     "/proc/bus/input/devices",
     "/proc/sys/kernel/osrelease",
     "/sys/hypervisor/type",
+    "/proc/xen/capabilities",
     "/sys/class/tpm/tpm0/tpm_version_major",
     "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
 ];

@@ -191,8 +191,18 @@ impl VmFacts {
             }
         }
         if let Ok(t) = root.read_attr("/sys/hypervisor/type") {
-            evidence.push(format!("/sys/hypervisor/type is {t:?}"));
-            hypervisor.get_or_insert(t);
+            // Xen's control domain (dom0, e.g. Qubes itself) runs on the
+            // real machine but sees the hardware through Xen.
+            let dom0 = root
+                .read_string("/proc/xen/capabilities")
+                .is_ok_and(|c| c.contains("control_d"));
+            if dom0 {
+                evidence.push(format!("/sys/hypervisor/type is {t:?} and this is its control domain (dom0): CPU features are as Xen presents them"));
+                hypervisor = Some("Xen (dom0)".into());
+            } else {
+                evidence.push(format!("/sys/hypervisor/type is {t:?}"));
+                hypervisor.get_or_insert(t);
+            }
         }
         VmFacts {
             inside_vm: !evidence.is_empty(),

@@ -423,7 +423,7 @@ fn ram(m: &Machine) -> Verdict {
         (Err(why), Ok(total)) => (
             *total,
             true,
-            format!("{} MemTotal (installed size unknown: {why})", gib(*total)),
+            format!("{} MemTotal, installed size unreadable", gib(*total)),
         ),
         (Err(a), Err(b)) => {
             return v(
@@ -445,8 +445,15 @@ fn ram(m: &Machine) -> Verdict {
         }
     };
     let tolerance = if from_memtotal {
+        let why = m
+            .memory
+            .installed
+            .as_ref()
+            .err()
+            .map(String::as_str)
+            .unwrap_or("");
         format!(
-            " (MemTotal is compared with a {MEMTOTAL_TOLERANCE_PERCENT}% tolerance, since it excludes firmware and graphics memory)"
+            " (MemTotal is compared with a {MEMTOTAL_TOLERANCE_PERCENT}% tolerance, since it excludes firmware and graphics memory; the installed size is unknown: {why})"
         )
     } else {
         String::new()

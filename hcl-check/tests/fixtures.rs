@@ -539,3 +539,14 @@ fn yaml_snapshot() {
         .unwrap();
     insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
 }
+
+#[test]
+fn json_snapshot() {
+    let out = bin()
+        .arg("--root")
+        .arg(fixture("intel-xps13-9370-vtd"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
+}

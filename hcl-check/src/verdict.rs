@@ -420,7 +420,7 @@ fn ram(m: &Machine) -> Verdict {
                 .unwrap_or_default();
             (*inst, false, format!("{} installed{extra}", gib(*inst)))
         }
-        (Err(why), Ok(total)) => (
+        (Err(_), Ok(total)) => (
             *total,
             true,
             format!("{} MemTotal, installed size unreadable", gib(*total)),

@@ -119,6 +119,9 @@ pub fn capture_from(live: &Root, dir: &Path, include_identifiers: bool) -> Resul
     for f in FILES {
         w.copy(live, f)?;
     }
+    if live.exists("/sys/class/tpm/tpm0") {
+        w.mkdir("/sys/class/tpm/tpm0")?;
+    }
     if live.exists("/sys/firmware/efi") {
         w.mkdir("/sys/firmware/efi")?;
     }

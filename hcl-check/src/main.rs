@@ -14,18 +14,18 @@ Exit status:
   2  a requirement fails: Bulkhead cannot be installed
   3  could not probe (bad --root, unreadable or malformed --cpuid-dump, capture error)
 
-JSON output follows schema \"bulkhead.hcl/1\" (see the crate documentation of
-hcl_check::report). Run as root for the ACPI tables, SMBIOS and MSRs.";
+JSON output follows schema \"bulkhead.hcl/1\" (described in hcl-check/README.md).
+Run as root for the ACPI tables, SMBIOS and MSRs (modprobe msr).";
 
 #[derive(Parser)]
 #[command(name = "hcl-check", version, about = "Checks whether this machine can run Bulkhead (a Qubes-style system) and writes a hardware compatibility report", after_help = EXIT_DOC)]
 struct Cli {
     /// Read /proc, /sys and the ACPI tables from this captured directory instead of /.
-    #[arg(long, value_name = "DIR", global = true, default_value = "/")]
+    #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     /// Read CPUID from the raw output of `cpuid -r` (Debian package cpuid) instead of the live CPU.
     /// Default with --root: DIR/cpuid.txt when it exists.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     cpuid_dump: Option<PathBuf>,
     /// Print the report as JSON (schema bulkhead.hcl/1).
     #[arg(long, conflicts_with = "yaml")]

@@ -209,8 +209,8 @@ pub fn yaml(r: &Report) -> String {
         .collect();
     let usb = pci.iter().filter(|d| d.is_usb()).count();
     let kernel = m.kernel.clone().unwrap_or_default();
+    // As qubes-hcl-report: `uname -r | cut -d . -f -3`.
     let kernel_short: String = kernel.split('.').take(3).collect::<Vec<_>>().join(".");
-    let kernel_short = kernel_short.split('-').next().unwrap_or("").to_string();
 
     let mut y = String::from("---\nlayout:\n  'hcl'\n");
     y.push_str(&format!("type:\n  {}\n", quote(chassis)));

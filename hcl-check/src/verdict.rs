@@ -615,6 +615,12 @@ fn keyboard(m: &Machine) -> Verdict {
 
 fn notes(m: &Machine) -> Vec<String> {
     let mut n = Vec::new();
+    if m.origin.root != "/" && m.origin.cpuid == "live" {
+        n.push(format!(
+            "CPU facts come from the CPU running hcl-check, not from {} (it has no cpuid.txt; pass --cpuid-dump).",
+            m.origin.root
+        ));
+    }
     if m.vm.inside_vm {
         n.push(format!(
             "Running inside a virtual machine{}: {}.",

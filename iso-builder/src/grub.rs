@@ -391,6 +391,21 @@ mod tests {
     }
 
     #[test]
+    fn missing_loader_file_is_named_with_the_fix() {
+        let err = need(
+            PathBuf::from("/nonexistent/usr/lib/grub/i386-pc"),
+            "grub-pc-bin",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/usr/lib/grub/i386-pc") && msg.contains("grub-pc-bin"),
+            "{msg}"
+        );
+        assert!(msg.contains(REFRESH), "{msg}");
+    }
+
+    #[test]
     fn cmdline_with_grub_syntax_is_refused() {
         assert!(check_cmdline("quiet splash").is_ok());
         assert!(check_cmdline("a;reboot").unwrap_err().contains("';'"));

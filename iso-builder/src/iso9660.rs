@@ -4,19 +4,29 @@
 //! Decision: written here rather than with hadris-iso 3.0.0-rc.2. The
 //! design is libisofs' (shared/style.md): a layout pass computes, from tree
 //! metadata alone, the block range of every structure (system area, volume
-//! descriptors, boot catalog, path tables, directories, Rock Ridge
-//! continuation areas, file data, backup GPT); then one sequential pass
-//! writes them in order. Nothing is seeked back and patched, so the image
-//! can go to any file and the same tree gives the same bytes. File data is
-//! never read into memory: `std::io::copy` between two files becomes
-//! `copy_file_range(2)`, the kernel copying page cache to page cache, which
-//! is how this writer keeps pace with (and beats) xorriso; memory grows with
-//! the number of entries, not with the size of the files. Evidence (see the
-//! README's bench numbers and `tests/iso_verify.rs`): xorriso, isoinfo,
-//! sgdisk, fsck.fat and bsdtar read the images back; QEMU boots them four
-//! ways. hadris-iso is a one-maintainer pre-release whose stable line has
-//! another API, and its writer buffers through userspace, so neither the
-//! determinism nor the speed would be ours to control.
+//! descriptors, boot catalog, path tables, each directory followed by its
+//! Rock Ridge continuation areas, file data, backup GPT); then one
+//! sequential pass writes them in order. Nothing is seeked back and
+//! patched, so the same tree gives the same bytes. File data never passes
+//! through a userspace buffer: `std::io::copy` between two files becomes
+//! `copy_file_range(2)`; memory grows with the number of entries, not with
+//! the size of the files.
+//!
+//! Evidence, measured on the shared 2-core machine (1 GiB tree: 20,000
+//! files of 1-20 KiB and 4 large files; `bulkhead-iso write` vs `xorriso -as
+//! mkisofs -R -J` vs a probe calling `hadris_iso::sync::write` with Rock
+//! Ridge + Joliet, level 3; three alternating runs, wall time and peak
+//! RSS from `/usr/bin/time`): this writer 2.8 / 3.0 / 3.9 s, 16.5 MB
+//! (including a final fsync); xorriso 6.0 / 5.5 / 7.2 s, 37.9 MB;
+//! hadris-iso 3.5 / 2.7 / 4.0 s, 31.4 MB. hadris-iso rc.2 is as fast (it
+//! also plans first and writes each block once, copying content through a
+//! 64 KiB buffer) but takes twice the memory, is a one-maintainer
+//! pre-release whose stable 2.x line has a different API, and its GRUB
+//! hybrid details (boot_hybrid.img patch, grub2-boot-info) were not proven
+//! here; ours is proven by `tests/iso_verify.rs` (xorriso, isoinfo, sgdisk,
+//! fsck.fat, mdir, bsdtar read the images back) and `tests/boot.rs`
+//! (SeaBIOS and OVMF, CD and USB), and every byte of the layout is ours to
+//! keep deterministic.
 //!
 //! What the writer produces:
 //! - ECMA-119 names mangled to d-characters (`NAME.EXT;1`, 30 characters,
@@ -27,9 +37,10 @@
 //!   path tables are in breadth-first order.
 //! - Hard links share one extent. Files larger than one extent
 //!   (4 GiB - 2 KiB) are split into multi-extent records (ECMA-119 9.1.6).
-//! - No Joliet (Rock Ridge serves Linux, GRUB and the firmware; Windows
-//!   users of an installer medium do not need long names), no relocation
-//!   of directories deeper than 8 levels (Linux and GRUB read them).
+//! - No Joliet yet (optional for this medium: Linux and GRUB read Rock
+//!   Ridge, firmware reads only the FAT ESP); no relocation of directories
+//!   deeper than 8 levels (Linux, GRUB, xorriso and libarchive read them).
+//! - Volumes are at least 32 blocks: libarchive does not recognize smaller.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;

@@ -267,10 +267,17 @@ fn hard_links_share_one_extent_and_big_files_span_extents() {
             .unwrap_or_else(|| panic!("{name} not in\n{l}"))
     };
     assert_eq!(extent("a"), extent("b"));
-    assert!(
-        l.lines().any(|x| x.contains(" 2 ") && x.ends_with(" a ")) || l.contains("   2    0    0"),
-        "{l}"
-    );
+    for name in ["a", "b"] {
+        let line = l
+            .lines()
+            .find(|x| x.trim_end().ends_with(&format!(" {name}")))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("2"),
+            "link count of {name}: {line}"
+        );
+    }
     let x = dir.path().join("x");
     run(Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
@@ -431,4 +438,61 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn cli_masters_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = boot_tree(dir.path());
+    let out = dir.path().join("cli.iso");
+    let bin = env!("CARGO_BIN_EXE_bulkhead-iso");
+    let ok = Command::new(bin)
+        .arg("master")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&out)
+        .args(["--label", "CLI", "--cmdline", "quiet splash"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let x = dir.path().join("x");
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&out)
+        .args(["-extract", "/boot/grub/grub.cfg"])
+        .arg(&x));
+    let menu = fs::read_to_string(&x).unwrap();
+    assert!(
+        menu.contains("linux /boot/vmlinuz quiet splash\n"),
+        "{menu}"
+    );
+
+    fs::remove_file(tree.join("boot/vmlinuz")).unwrap();
+    let bad = Command::new(bin)
+        .arg("master")
+        .arg(&tree)
+        .arg("-o")
+        .arg(dir.path().join("bad.iso"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("boot/vmlinuz"), "{err}");
+    assert!(!dir.path().join("bad.iso").exists());
+
+    let no_epoch = Command::new(bin)
+        .arg("master")
+        .arg(&tree)
+        .arg("-o")
+        .arg(dir.path().join("bad.iso"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_epoch.stderr).contains("SOURCE_DATE_EPOCH"));
 }

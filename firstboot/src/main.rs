@@ -52,6 +52,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Time creating the default qubes with the offline backend (JSON report).
+    Bench {
+        /// Scratch directory for the benchmark's root.
+        #[arg(long, default_value = "/tmp")]
+        workdir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +140,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     println!("{:>2}. {:<28} {}", i + 1, s.id(), s.describe(&plan));
                 }
             }
+            Ok(())
+        }
+        Some(Cmd::Bench { workdir }) => {
+            let r = firstboot::bench::offline(&workdir).context("running the benchmark")?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
         None => {

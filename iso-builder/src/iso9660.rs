@@ -37,9 +37,11 @@
 //!   path tables are in breadth-first order.
 //! - Hard links share one extent. Files larger than one extent
 //!   (4 GiB - 2 KiB) are split into multi-extent records (ECMA-119 9.1.6).
-//! - No Joliet yet (optional for this medium: Linux and GRUB read Rock
-//!   Ridge, firmware reads only the FAT ESP); no relocation of directories
-//!   deeper than 8 levels (Linux, GRUB, xorriso and libarchive read them).
+//! - A Joliet tree (on by default, [`Options::joliet`]): UCS-2 names of up
+//!   to 64 characters, files with `;1`, the same extents; symlinks have no
+//!   Joliet form and appear only in the Rock Ridge tree.
+//! - No relocation of directories deeper than 8 levels (Linux, GRUB,
+//!   xorriso and libarchive read them).
 //! - Volumes are at least 32 blocks: libarchive does not recognize smaller.
 
 use std::collections::{HashMap, VecDeque};
@@ -122,6 +124,8 @@ pub struct Options {
     /// with `hybrid`, the GPT's EFI System partition).
     pub efi_image: Option<String>,
     pub hybrid: Option<HybridBoot>,
+    /// Also write a Joliet tree (UCS-2 names up to 64 characters).
+    pub joliet: bool,
     /// Largest extent; only tests lower it (to exercise multi-extent files).
     pub max_extent: u64,
 }
@@ -136,6 +140,7 @@ impl Options {
             bios: None,
             efi_image: None,
             hybrid: None,
+            joliet: true,
             max_extent: MAX_EXTENT,
         }
     }
@@ -252,7 +257,13 @@ fn iso_names(entries: &[(&[u8], bool)]) -> Vec<Vec<u8>> {
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Dir(usize),
-    File { file: usize, part: u32, parts: u32 },
+    /// A directory of the Joliet tree.
+    JDir(usize),
+    File {
+        file: usize,
+        part: u32,
+        parts: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -310,6 +321,10 @@ pub struct Layout {
     path_table_size: u64,
     l_table_lba: u64,
     m_table_lba: u64,
+    jdirs: Vec<PDir>,
+    j_path_table_size: u64,
+    jl_table_lba: u64,
+    jm_table_lba: u64,
     bios_file: Option<usize>,
     efi_file: Option<usize>,
     data_end: u64,
@@ -370,6 +385,153 @@ fn file_of<'a>(tree: &'a Tree, path: &str) -> Option<&'a crate::isotree::File> {
         Some(Kind::File(f)) => Some(f),
         _ => None,
     }
+}
+
+fn path_table_size(dirs: &[PDir]) -> u64 {
+    dirs.iter()
+        .map(|d| 8 + d.ident.len() as u64 + d.ident.len() as u64 % 2)
+        .sum()
+}
+
+fn dir_blocks(records: &[Rec]) -> u64 {
+    let mut blocks = 1u64;
+    let mut used = 0u64;
+    for r in records {
+        let l = r.len() as u64;
+        if used + l > BLOCK {
+            blocks += 1;
+            used = 0;
+        }
+        used += l;
+    }
+    blocks
+}
+
+/// Joliet identifiers (UCS-2 big-endian, at most 64 characters, files with
+/// `;1`) for the entries of one directory, unique within it.
+fn joliet_names(entries: &[(&[u8], bool)]) -> Vec<Vec<u8>> {
+    let mut taken = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, is_dir) in entries {
+        let units: Vec<u16> = String::from_utf8_lossy(name)
+            .encode_utf16()
+            .map(|u| match u {
+                0..=0x1F => u16::from(b'_'),
+                u if "*/:;?\\".encode_utf16().any(|c| c == u) => u16::from(b'_'),
+                u => u,
+            })
+            .collect();
+        let make = |suffix: &str| {
+            let suffix: Vec<u16> = suffix.encode_utf16().collect();
+            let keep = (64 - suffix.len()).min(units.len());
+            let mut v: Vec<u16> = units[..keep].to_vec();
+            v.extend(&suffix);
+            if !*is_dir {
+                v.extend(";1".encode_utf16());
+            }
+            v.iter().flat_map(|u| u.to_be_bytes()).collect::<Vec<u8>>()
+        };
+        let mut id = make("");
+        let mut n = 0u32;
+        while taken.contains(&id) {
+            n += 1;
+            id = make(&n.to_string());
+        }
+        taken.insert(id.clone());
+        out.push(id);
+    }
+    out
+}
+
+/// The Joliet tree: the same directories and files (symlinks have no
+/// Joliet form and are left out), records pointing at the same extents.
+fn joliet_dirs(
+    tree: &Tree,
+    node_file: &HashMap<*const Node, usize>,
+    files: &[PFile],
+    max_extent: u64,
+) -> Vec<PDir> {
+    let mut dirs: Vec<PDir> = Vec::new();
+    let mut queue: VecDeque<(&Node, usize, Vec<u8>)> = VecDeque::new();
+    queue.push_back((&tree.root, 0, vec![0]));
+    while let Some((node, parent, ident)) = queue.pop_front() {
+        let me = dirs.len();
+        let Kind::Dir(children) = &node.kind else {
+            continue;
+        };
+        let mut records = vec![
+            Rec {
+                ident: vec![0],
+                target: Target::JDir(me),
+                inline: Vec::new(),
+                ce: None,
+            },
+            Rec {
+                ident: vec![1],
+                target: Target::JDir(parent),
+                inline: Vec::new(),
+                ce: None,
+            },
+        ];
+        let kept: Vec<(&Vec<u8>, &Node)> = children
+            .iter()
+            .filter(|(_, c)| !matches!(c.kind, Kind::Symlink(_)))
+            .collect();
+        let entries: Vec<(&[u8], bool)> = kept
+            .iter()
+            .map(|(k, v)| (k.as_slice(), matches!(v.kind, Kind::Dir(_))))
+            .collect();
+        let mut kids = Vec::new();
+        for ((_, child), id) in kept.iter().zip(joliet_names(&entries)) {
+            match &child.kind {
+                Kind::Dir(_) => {
+                    kids.push((*child, id.clone()));
+                    records.push(Rec {
+                        ident: id,
+                        target: Target::JDir(usize::MAX),
+                        inline: Vec::new(),
+                        ce: None,
+                    });
+                }
+                Kind::File(_) => {
+                    let Some(&file) = node_file.get(&(*child as *const Node)) else {
+                        continue;
+                    };
+                    let parts = files[file].size.div_ceil(max_extent).max(1) as u32;
+                    for part in 0..parts {
+                        records.push(Rec {
+                            ident: id.clone(),
+                            target: Target::File { file, part, parts },
+                            inline: Vec::new(),
+                            ce: None,
+                        });
+                    }
+                }
+                Kind::Symlink(_) => {}
+            }
+        }
+        records[2..].sort_by(|a, b| a.ident.cmp(&b.ident));
+        kids.sort_by(|a, b| a.1.cmp(&b.1));
+        let first_new = dirs.len() + queue.len() + 1;
+        for (next_dir, (child, id)) in (first_new..).zip(kids) {
+            for r in records.iter_mut() {
+                if r.ident == id && matches!(r.target, Target::JDir(usize::MAX)) {
+                    r.target = Target::JDir(next_dir);
+                }
+            }
+            queue.push_back((child, me, id));
+        }
+        let blocks = dir_blocks(&records);
+        dirs.push(PDir {
+            ident,
+            parent,
+            records,
+            ces: 0..0,
+            blocks,
+            lba: 0,
+        });
+    }
+    dirs
 }
 
 impl Layout {
@@ -448,6 +610,7 @@ impl Layout {
         let mut bios_file = None;
         let mut efi_file = None;
         let mut dir_nodes: Vec<&Node> = Vec::new();
+        let mut node_file: HashMap<*const Node, usize> = HashMap::new();
         while let Some((node, path, parent, ident)) = queue.pop_front() {
             let me = dirs.len();
             let ce_start = ces.len();
@@ -534,6 +697,7 @@ impl Layout {
                                 files.len() - 1
                             }
                         };
+                        node_file.insert(child as *const Node, idx);
                         if opts
                             .bios
                             .as_ref()
@@ -616,6 +780,11 @@ impl Layout {
                 lba: 0,
             });
         }
+        let jdirs = if opts.joliet {
+            joliet_dirs(tree, &node_file, &files, max_extent)
+        } else {
+            Vec::new()
+        };
         let mut lay = Layout {
             opts,
             dirs,
@@ -625,6 +794,10 @@ impl Layout {
             path_table_size: 0,
             l_table_lba: 0,
             m_table_lba: 0,
+            jdirs,
+            j_path_table_size: 0,
+            jl_table_lba: 0,
+            jm_table_lba: 0,
             bios_file,
             efi_file,
             data_end: 0,
@@ -637,20 +810,23 @@ impl Layout {
 
     fn assign(&mut self) -> Result<(), IsoError> {
         let booting = self.opts.bios.is_some() || self.opts.efi_image.is_some();
-        let mut next = 16 + 1 + u64::from(booting) + 1;
+        let mut next = 16 + 1 + u64::from(booting) + u64::from(self.opts.joliet) + 1;
         if booting {
             self.catalog_lba = Some(next);
             next += 1;
         }
-        self.path_table_size = self
-            .dirs
-            .iter()
-            .map(|d| 8 + d.ident.len() as u64 + d.ident.len() as u64 % 2)
-            .sum();
+        self.path_table_size = path_table_size(&self.dirs);
         let pt_blocks = self.path_table_size.div_ceil(BLOCK);
         self.l_table_lba = next;
         self.m_table_lba = next + pt_blocks;
         next += 2 * pt_blocks;
+        if self.opts.joliet {
+            self.j_path_table_size = path_table_size(&self.jdirs);
+            let j_blocks = self.j_path_table_size.div_ceil(BLOCK);
+            self.jl_table_lba = next;
+            self.jm_table_lba = next + j_blocks;
+            next += 2 * j_blocks;
+        }
         for d in &mut self.dirs {
             d.lba = next;
             next += d.blocks;
@@ -667,6 +843,10 @@ impl Layout {
             if !d.ces.is_empty() {
                 next = block + 1;
             }
+        }
+        for d in &mut self.jdirs {
+            d.lba = next;
+            next += d.blocks;
         }
         let mut order: Vec<usize> = (0..self.files.len())
             .filter(|&i| Some(i) != self.efi_file)
@@ -728,6 +908,10 @@ impl Layout {
                 let d = &self.dirs[d];
                 (d.lba, d.blocks * BLOCK, 0x02u8)
             }
+            Target::JDir(d) => {
+                let d = &self.jdirs[d];
+                (d.lba, d.blocks * BLOCK, 0x02u8)
+            }
             Target::File { file, .. } if file == usize::MAX => (0, 0, 0),
             Target::File { file, part, parts } => {
                 let f = &self.files[file];
@@ -768,15 +952,27 @@ impl Layout {
         b
     }
 
-    fn pvd(&self) -> Vec<u8> {
+    /// The primary volume descriptor, or with `joliet` the Joliet
+    /// supplementary one (UCS-2 level 3, identifiers in UCS-2).
+    fn vd(&self, joliet: bool) -> Vec<u8> {
         let mut v = vec![0u8; BLOCK as usize];
-        v[0] = 1;
+        v[0] = if joliet { 2 } else { 1 };
         v[1..6].copy_from_slice(b"CD001");
         v[6] = 1;
         let pad = |v: &mut [u8], s: &str| {
-            v.fill(b' ');
-            let n = s.len().min(v.len());
-            v[..n].copy_from_slice(&s.as_bytes()[..n]);
+            if joliet {
+                for c in v.chunks_mut(2) {
+                    c.copy_from_slice(&[0, b' '][..c.len()]);
+                }
+                let units: Vec<u16> = s.encode_utf16().take(v.len() / 2).collect();
+                for (i, u) in units.iter().enumerate() {
+                    v[2 * i..2 * i + 2].copy_from_slice(&u.to_be_bytes());
+                }
+            } else {
+                v.fill(b' ');
+                let n = s.len().min(v.len());
+                v[..n].copy_from_slice(&s.as_bytes()[..n]);
+            }
         };
         pad(&mut v[8..40], "LINUX");
         pad(&mut v[40..72], &self.opts.volume_id);
@@ -784,12 +980,22 @@ impl Layout {
         v[120..124].copy_from_slice(&both16(1));
         v[124..128].copy_from_slice(&both16(1));
         v[128..132].copy_from_slice(&both16(BLOCK as u16));
-        v[132..140].copy_from_slice(&both32(self.path_table_size as u32));
-        v[140..144].copy_from_slice(&(self.l_table_lba as u32).to_le_bytes());
-        v[148..152].copy_from_slice(&(self.m_table_lba as u32).to_be_bytes());
+        let (size, l, m) = if joliet {
+            v[88..91].copy_from_slice(b"%/E");
+            (self.j_path_table_size, self.jl_table_lba, self.jm_table_lba)
+        } else {
+            (self.path_table_size, self.l_table_lba, self.m_table_lba)
+        };
+        v[132..140].copy_from_slice(&both32(size as u32));
+        v[140..144].copy_from_slice(&(l as u32).to_le_bytes());
+        v[148..152].copy_from_slice(&(m as u32).to_be_bytes());
         let root = Rec {
             ident: vec![0],
-            target: Target::Dir(0),
+            target: if joliet {
+                Target::JDir(0)
+            } else {
+                Target::Dir(0)
+            },
             inline: Vec::new(),
             ce: None,
         };
@@ -808,9 +1014,9 @@ impl Layout {
         v
     }
 
-    fn path_table(&self, big_endian: bool) -> Vec<u8> {
-        let mut t = Vec::with_capacity(self.path_table_size as usize);
-        for d in &self.dirs {
+    fn path_table(dirs: &[PDir], big_endian: bool) -> Vec<u8> {
+        let mut t = Vec::with_capacity(path_table_size(dirs) as usize);
+        for d in dirs {
             t.push(d.ident.len() as u8);
             t.push(0);
             let lba = d.lba as u32;
@@ -879,9 +1085,12 @@ impl Layout {
             }
             None => w.zeros(16 * BLOCK)?,
         }
-        w.put(&self.pvd())?;
+        w.put(&self.vd(false))?;
         if let Some(c) = self.catalog_lba {
             w.put(&eltorito::boot_record(c as u32))?;
+        }
+        if self.opts.joliet {
+            w.put(&self.vd(true))?;
         }
         let mut term = vec![0u8; BLOCK as usize];
         term[0] = 255;
@@ -904,10 +1113,14 @@ impl Layout {
             });
             w.put(&eltorito::catalog(bios, efi))?;
         }
-        for be in [false, true] {
-            let t = self.path_table(be);
-            w.put(&t)?;
-            w.pad()?;
+        for dirs in [&self.dirs, &self.jdirs] {
+            if dirs.is_empty() {
+                continue;
+            }
+            for be in [false, true] {
+                w.put(&Self::path_table(dirs, be))?;
+                w.pad()?;
+            }
         }
         for d in &self.dirs {
             w.expect(d.lba)?;
@@ -928,6 +1141,20 @@ impl Layout {
                 }
                 w.expect_at(c.block * BLOCK + c.offset)?;
                 w.put(&c.data)?;
+            }
+            w.pad()?;
+        }
+        for d in &self.jdirs {
+            w.expect(d.lba)?;
+            let mut used = 0u64;
+            for r in &d.records {
+                let b = self.record_bytes(r);
+                if used + b.len() as u64 > BLOCK {
+                    w.zeros(BLOCK - used)?;
+                    used = 0;
+                }
+                used += b.len() as u64;
+                w.put(&b)?;
             }
             w.pad()?;
         }

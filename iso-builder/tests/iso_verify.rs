@@ -91,6 +91,7 @@ fn bootable_image_passes_every_verifier() {
     let d = run(Command::new("isoinfo").arg("-d").arg("-i").arg(&iso));
     assert!(d.contains("Volume id: BULKHEAD_VERIFY"), "{d}");
     assert!(d.contains("Rock Ridge signatures version 1 found"), "{d}");
+    assert!(d.contains("Joliet with UCS level 3 found"), "{d}");
     assert!(d.contains("Boot media 0 (No Emulation Boot)"), "{d}");
     let l = run(Command::new("isoinfo")
         .arg("-l")
@@ -495,4 +496,35 @@ fn cli_masters_and_names_what_is_missing() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_epoch.stderr).contains("SOURCE_DATE_EPOCH"));
+}
+
+#[test]
+fn joliet_tree_names_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("Docs")).unwrap();
+    fs::write(src.join("Docs/Read Me.txt"), b"joliet data").unwrap();
+    fs::write(src.join("x".repeat(100)), b"long").unwrap();
+    symlink("Docs", src.join("link")).unwrap();
+    let iso = dir.path().join("j.iso");
+    iso9660::write_image(
+        &Tree::from_dir(&src).unwrap(),
+        Options::new("JOLIET", EPOCH),
+        &iso,
+    )
+    .unwrap();
+    let l = run(Command::new("isoinfo")
+        .arg("-l")
+        .arg("-J")
+        .arg("-i")
+        .arg(&iso));
+    assert!(l.contains("Read Me.txt;1"), "{l}");
+    assert!(l.contains(&format!(" {};1", "x".repeat(64))), "{l}");
+    assert!(!l.contains("link"), "{l}");
+    let out = Command::new("isoinfo")
+        .args(["-J", "-x", "/Docs/Read Me.txt;1", "-i"])
+        .arg(&iso)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"joliet data");
 }

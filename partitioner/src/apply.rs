@@ -518,7 +518,10 @@ fn run_tool(cmd: &mut Command) -> Result<String, String> {
 /// An `lvm` command; without udev running, device-mapper makes its own nodes.
 fn lvm(args: &[&str]) -> Command {
     let mut c = Command::new("lvm");
-    c.args(args);
+    c.args(args.iter().take(1));
+    // No dmeventd in the installer: the installed system monitors its own pools.
+    c.args(["--config", "activation { monitoring = 0 }"]);
+    c.args(args.iter().skip(1));
     if !Path::new("/run/udev/control").exists() {
         c.env("DM_DISABLE_UDEV", "1");
     }
@@ -710,8 +713,11 @@ pub fn run(
     let started = Instant::now();
     plan.validate()
         .map_err(|m| ApplyError::Resume(format!("the plan is not valid: {m}")))?;
-    let mut f = open_target(target)?;
-    let size = f.seek(SeekFrom::End(0)).map_err(io_err("sizing", target))?;
+    // Read-only first: size and journal, before claiming the device.
+    let mut ro = File::open(target).map_err(io_err("opening", target))?;
+    let size = ro
+        .seek(SeekFrom::End(0))
+        .map_err(io_err("sizing", target))?;
     if size != plan.disk.size_bytes {
         return Err(Refusal::Changed {
             disk: target.display().to_string(),
@@ -726,14 +732,33 @@ pub fn run(
     let existing = if opts.restart {
         None
     } else {
-        journal::read(&mut f).map_err(io_err("reading the journal on", target))?
+        journal::read(&mut ro).map_err(io_err("reading the journal on", target))?
     };
+    drop(ro);
     let (plan, mut done, resumed) = match existing {
         Some(j) if j.plan.disk.size_bytes == size && j.plan.disk.serial == plan.disk.serial => {
             (j.plan, j.done, true)
         }
         _ => (plan.clone(), Vec::new(), false),
     };
+    if resumed && block && luks::is_active(&plan.luks.mapper_name) {
+        // The interrupted run's own mappings: close them so the device can
+        // be claimed exclusively; they are reopened when a step needs them.
+        let mapper = PathBuf::from("/dev/mapper").join(&plan.luks.mapper_name);
+        // The VG may not exist yet (killed during the LVM step).
+        let vg = deactivate_vg(&plan, &mapper);
+        let close = luks::close(&plan.luks.mapper_name).map_err(|e| match &vg {
+            Err(m) => format!("{e} (after: {m})"),
+            Ok(()) => e.to_string(),
+        });
+        if let Err(m) = close {
+            return Err(ApplyError::Resume(format!(
+                "cannot close {} left open by the interrupted run: {m}",
+                mapper.display()
+            )));
+        }
+    }
+    let mut f = open_target(target)?;
     let sha = journal::plan_sha256(&plan)?;
     let lb = plan.logical_block();
     let luks_part = partition_path(target, Role::Luks, &plan);
@@ -909,4 +934,69 @@ fn ensure_open(luks_part: &Path, plan: &Plan, pass: &Passphrase) -> Result<(), S
 pub fn status(target: &Path) -> Result<Option<journal::Journal>, ApplyError> {
     let mut f = File::open(target).map_err(io_err("opening", target))?;
     journal::read(&mut f).map_err(io_err("reading the journal on", target))
+}
+
+/// The LUKS partition and mapper name of an installed disk: partition 4
+/// (the plan's layout), mapped as `luks-UUID` like anaconda.
+fn installed_luks(disk: &Path) -> Result<(PathBuf, String), ApplyError> {
+    let s = disk.to_string_lossy();
+    let sep = if s.ends_with(|c: char| c.is_ascii_digit()) {
+        "p"
+    } else {
+        ""
+    };
+    let part = PathBuf::from(format!("{s}{sep}4"));
+    let uuid = luks::uuid(&part).ok_or_else(|| ApplyError::Io {
+        what: "finding a LUKS2 header on",
+        path: part.display().to_string(),
+        source: io::Error::new(io::ErrorKind::NotFound, "no LUKS2 header"),
+    })?;
+    Ok((part, format!("luks-{uuid}")))
+}
+
+/// Opens an installed disk: LUKS2 (unless open) and the volume group.
+pub fn open_installed(disk: &Path, pass: &Passphrase) -> Result<String, ApplyError> {
+    let (part, name) = installed_luks(disk)?;
+    if !luks::is_active(&name) {
+        luks::open(&part, &name, pass.expose()).map_err(|e| ApplyError::Resume(e.to_string()))?;
+    }
+    let mapper = PathBuf::from("/dev/mapper").join(&name);
+    let dev = lvm_devices_arg(&mapper);
+    run_tool(&mut lvm(&[
+        "vgchange",
+        "--devices",
+        &dev,
+        "-ay",
+        crate::plan::VG_NAME,
+    ]))
+    .map_err(|m| ApplyError::Step {
+        step: "open",
+        message: m,
+        state: String::new(),
+    })?;
+    Ok(mapper.display().to_string())
+}
+
+/// Deactivates the volume group and closes LUKS2 of an installed disk.
+pub fn close_installed(disk: &Path) -> Result<(), ApplyError> {
+    let (_, name) = installed_luks(disk)?;
+    if !luks::is_active(&name) {
+        return Ok(());
+    }
+    let mapper = PathBuf::from("/dev/mapper").join(&name);
+    let dev = lvm_devices_arg(&mapper);
+    let fail = |m: String| ApplyError::Step {
+        step: "close",
+        message: m,
+        state: String::new(),
+    };
+    run_tool(&mut lvm(&[
+        "vgchange",
+        "--devices",
+        &dev,
+        "-an",
+        crate::plan::VG_NAME,
+    ]))
+    .map_err(fail)?;
+    luks::close(&name).map_err(|e| fail(e.to_string()))
 }

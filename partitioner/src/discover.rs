@@ -124,19 +124,19 @@ impl DiskInfo {
         !self.mounted.is_empty() || !self.swap.is_empty() || !self.holders.is_empty()
     }
 
-    /// "Model (serial), 40.0 GiB, /dev/vda" for confirmations.
+    /// "Model (serial S), 40.0 GiB, /dev/vda" for confirmations.
     pub fn describe(&self) -> String {
+        let serial = self
+            .serial
+            .as_deref()
+            .map(|s| format!(" (serial {s})"))
+            .unwrap_or_default();
         format!(
-            "{} {}, {}, {}",
+            "{}{serial}, {}, {}",
             self.model.as_deref().unwrap_or("unknown model"),
-            self.serial
-                .as_deref()
-                .map(|s| format!("(serial {s})"))
-                .unwrap_or_default(),
             human_size(self.size_bytes),
             self.path
         )
-        .replace("  ", " ")
     }
 }
 
@@ -489,6 +489,67 @@ fn os_hints(contents: &[Content], whole: Option<&str>) -> Vec<String> {
     hints.into_iter().map(str::to_string).collect()
 }
 
+/// Fills in what lsblk could not tell (no udev database, as in a bare
+/// initramfs): probes the device node below `root` read-only for the
+/// partition table, file system type and an ISO9660 label.
+fn probe_missing(root: &Path, node: &mut LsblkDev) {
+    if node.fstype.is_some() || node.pttype.is_some() {
+        return;
+    }
+    let path = node.path();
+    let Ok(mut f) = std::fs::File::open(root.join(path.trim_start_matches('/'))) else {
+        return;
+    };
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return;
+    };
+    let Ok(sigs) = crate::signatures::probe(&mut f, 0, len) else {
+        return;
+    };
+    let has = |k: &str| sigs.iter().any(|s| s.kind == k);
+    if has("gpt") || has("gpt-backup") {
+        node.pttype = Some("gpt".into());
+    }
+    let fs = [
+        ("luks", "crypto_LUKS"),
+        ("lvm2", "LVM2_member"),
+        ("md-1.2", "linux_raid_member"),
+        ("md-1.1", "linux_raid_member"),
+        ("md-1.0", "linux_raid_member"),
+        ("md-0.90", "linux_raid_member"),
+        ("iso9660", "iso9660"),
+        ("ext2/3/4", "ext4"),
+        ("xfs", "xfs"),
+        ("btrfs", "btrfs"),
+        ("ntfs", "ntfs"),
+        ("exfat", "exfat"),
+        ("fat32", "vfat"),
+        ("fat", "vfat"),
+        ("swap", "swap"),
+    ];
+    node.fstype = fs.iter().find(|(k, _)| has(k)).map(|(_, t)| t.to_string());
+    if node.fstype.is_none() && node.pttype.is_none() && has("mbr/boot-sector") {
+        node.pttype = Some("dos".into());
+    }
+    if node.fstype.as_deref() == Some("iso9660") && node.label.is_none() {
+        let mut id = [0u8; 32];
+        if f.seek(SeekFrom::Start(32768 + 40)).is_ok() && f.read_exact(&mut id).is_ok() {
+            let l = String::from_utf8_lossy(&id).trim().to_string();
+            if !l.is_empty() {
+                node.label = Some(l);
+            }
+        }
+    }
+}
+
+fn probe_tree(root: &Path, node: &mut LsblkDev) {
+    probe_missing(root, node);
+    for c in node.children.iter_mut().flatten() {
+        probe_tree(root, c);
+    }
+}
+
 fn collect(dev: &LsblkDev, out: &mut Vec<(LsblkDev, String)>) {
     for c in dev.children.iter().flatten() {
         out.push((c.clone(), c.path()));
@@ -518,6 +579,12 @@ pub fn discover(root: &Path, lsblk_json: &str) -> Result<Inventory, DiscoverErro
         .then(|| list_dir(&sys_block).into_iter().collect());
 
     let mut disks = Vec::new();
+    let mut top = top;
+    for d in top.blockdevices.iter_mut() {
+        if d.kind.as_deref() == Some("disk") {
+            probe_tree(root, d);
+        }
+    }
     for d in &top.blockdevices {
         if d.kind.as_deref() != Some("disk") {
             continue;
@@ -602,13 +669,31 @@ pub fn discover(root: &Path, lsblk_json: &str) -> Result<Inventory, DiscoverErro
             }
         }
         let whole_disk_fstype = d.fstype.clone();
+        // Without udev, lsblk has no serial/model/WWN: sysfs has them.
+        let sys = |rel: &str| -> Option<String> {
+            std::fs::read_to_string(root.join("sys/block").join(&name).join(rel))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let serial = d
+            .serial
+            .clone()
+            .or_else(|| sys("serial"))
+            .or_else(|| sys("device/serial"));
+        let model = d.model.clone().or_else(|| sys("device/model"));
+        let wwn = d
+            .wwn
+            .clone()
+            .or_else(|| sys("wwid"))
+            .or_else(|| sys("device/wwid"));
         disks.push(DiskInfo {
             transport: transport_of(d, root, &name),
             path,
-            model: d.model.as_ref().map(|s| s.trim().to_string()),
+            model: model.map(|s| s.trim().to_string()),
             vendor: d.vendor.as_ref().map(|s| s.trim().to_string()),
-            serial: d.serial.as_ref().map(|s| s.trim().to_string()),
-            wwn: d.wwn.clone(),
+            serial: serial.map(|s| s.trim().to_string()),
+            wwn,
             size_bytes: d.size.as_ref().and_then(NumOrStr::get).unwrap_or(0),
             logical_sector: d.log_sec.as_ref().and_then(NumOrStr::get).unwrap_or(512) as u32,
             physical_sector: d.phy_sec.as_ref().and_then(NumOrStr::get).unwrap_or(512) as u32,

@@ -7,6 +7,7 @@
 //! code that writes to a disk (journaled in [`journal`], resumable).
 
 pub mod apply;
+pub mod bench;
 pub mod discover;
 pub mod journal;
 pub mod luks;

@@ -65,6 +65,41 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Open an installed disk: unlock LUKS2 and activate qubes_dom0.
+    Open {
+        #[arg(long, value_name = "DEV")]
+        disk: String,
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Deactivate qubes_dom0 and close LUKS2 of an installed disk.
+    Close {
+        #[arg(long, value_name = "DEV")]
+        disk: String,
+    },
+    /// Benchmark LUKS2 format: ours vs `cryptsetup luksFormat` (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchFormat {
+        /// Directory for the scratch file (64 MiB).
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 65536)]
+        memory_kib: u32,
+        #[arg(long, default_value_t = 4)]
+        iterations: u32,
+    },
+    /// Open one LUKS2 device as /dev/mapper/NAME, nothing else (benchmarks).
+    #[command(hide = true)]
+    LuksOpen {
+        #[arg(long)]
+        device: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: PathBuf,
+    },
     /// What an apply did to DISK so far (reads its journal).
     Status {
         #[arg(long, value_name = "DEV")]
@@ -120,6 +155,39 @@ fn run() -> Result<()> {
             } else {
                 print!("{plan}");
             }
+        }
+        Cmd::Open {
+            disk,
+            passphrase_file,
+        } => {
+            let pass = match &passphrase_file {
+                Some(p) => Passphrase::from_file(p)?,
+                None => Passphrase::from_tty_once(&disk)?,
+            };
+            let mapper = apply::open_installed(Path::new(&disk), &pass)?;
+            println!("{disk}: open as {mapper}, volume group qubes_dom0 active");
+        }
+        Cmd::Close { disk } => {
+            apply::close_installed(Path::new(&disk))?;
+            println!("{disk}: closed");
+        }
+        Cmd::BenchFormat {
+            dir,
+            runs,
+            memory_kib,
+            iterations,
+        } => {
+            let r = partitioner::bench::luks_format(&dir, runs, memory_kib, iterations)
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::LuksOpen {
+            device,
+            name,
+            passphrase_file,
+        } => {
+            let pass = Passphrase::from_file(&passphrase_file)?;
+            partitioner::luks::open(&device, &name, pass.expose())?;
         }
         Cmd::Status { disk } => match apply::status(Path::new(&disk))? {
             None => println!(

@@ -75,6 +75,18 @@ impl Passphrase {
         Ok(Self::new(buf)?)
     }
 
+    /// Asks once on the terminal, without echo (to unlock, not to set).
+    pub fn from_tty_once(disk: &str) -> Result<Self, PassphraseError> {
+        let s =
+            rpassword::prompt_password(format!("Passphrase for {disk}: ")).map_err(|source| {
+                PassphraseError::Io {
+                    what: "the terminal".into(),
+                    source,
+                }
+            })?;
+        Ok(Self::new(Zeroizing::new(s.into_bytes()))?)
+    }
+
     /// Asks twice on the terminal, without echo.
     pub fn from_tty(disk: &str) -> Result<Self, PassphraseError> {
         let ask = |prompt: &str| {

@@ -350,3 +350,93 @@ fn image_file_steps_before_luks_work_without_a_loop_device() {
         "{err}"
     );
 }
+
+/// Stopped after each step (as after a crash between steps), the next run
+/// resumes from the journal, redoes nothing done, and the result verifies.
+#[test]
+fn resumes_after_every_step_boundary() {
+    for stop in [Step::Wipe, Step::Gpt, Step::Esp, Step::Boot] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        let size = 32 * GIB;
+        std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+        let lo = Loop::attach(&img);
+        let plan = Plan::for_disk(&disk_info(&lo.0, size), 8 * GIB).unwrap();
+        let mut noop = |_: &apply::Progress| {};
+        let first = apply::run(
+            &plan,
+            Path::new(&lo.0),
+            &pass("pw"),
+            Options {
+                pbkdf: TEST_PBKDF,
+                restart: false,
+                stop_after: Some(stop),
+                close: false,
+                progress: &mut noop,
+            },
+        )
+        .unwrap();
+        assert_eq!(*first.ran.last().unwrap(), stop);
+        // A fresh plan (new GUIDs) is handed in, as a rerun of the CLI does
+        // without --plan; the journal's plan wins.
+        let other = Plan::for_disk(&disk_info(&lo.0, size), 8 * GIB).unwrap();
+        let mut noop = |_: &apply::Progress| {};
+        let second = apply::run(
+            &other,
+            Path::new(&lo.0),
+            &pass("pw"),
+            Options {
+                pbkdf: TEST_PBKDF,
+                restart: false,
+                stop_after: Some(Step::Luks),
+                close: false,
+                progress: &mut noop,
+            },
+        )
+        .unwrap();
+        assert!(second.resumed, "{stop:?}");
+        assert_eq!(second.plan, plan);
+        assert_eq!(
+            first.ran.len() + second.ran.len(),
+            5,
+            "{stop:?}: {:?} then {:?}",
+            first.ran,
+            second.ran
+        );
+        let (ok, v) = sh(Command::new("sgdisk").arg("-v").arg(&img));
+        assert!(ok && v.contains("No problems found"), "{stop:?}: {v}");
+        let (ok, e) = sh(Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(format!("{}p3", lo.0)));
+        assert!(ok, "{stop:?}: {e}");
+        let (ok, f) = sh(Command::new("fsck.fat")
+            .arg("-n")
+            .arg(format!("{}p2", lo.0)));
+        assert!(ok, "{stop:?}: {f}");
+        assert!(
+            partitioner::luks::test_passphrase(Path::new(&format!("{}p4", lo.0)), b"pw").unwrap()
+        );
+        // --restart ignores the journal: a new plan, everything redone.
+        let mut noop = |_: &apply::Progress| {};
+        let third = apply::run(
+            &other,
+            Path::new(&lo.0),
+            &pass("pw"),
+            Options {
+                pbkdf: TEST_PBKDF,
+                restart: true,
+                stop_after: Some(Step::Gpt),
+                close: false,
+                progress: &mut noop,
+            },
+        )
+        .unwrap();
+        assert!(!third.resumed);
+        assert_eq!(third.ran, [Step::Wipe, Step::Gpt]);
+        let (_, p) = sh(Command::new("sgdisk").arg("-p").arg(&img));
+        assert!(
+            p.contains(&other.disk_guid.to_string().to_uppercase()),
+            "{p}"
+        );
+    }
+}

@@ -270,3 +270,126 @@ fn apply_checks_consent_and_identity() {
         Err(Refusal::InUse { .. })
     ));
 }
+
+#[test]
+fn serial_and_model_from_sysfs_when_lsblk_has_none() {
+    // What lsblk prints without udev (the live system's initramfs).
+    let json = r#"{"blockdevices":[{"name":"vda","kname":"vda","path":"/dev/vda","type":"disk","size":42949672960,"serial":null,"model":null,"rota":true,"subsystems":"block:virtio:pci"}]}"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let sys = tmp.path().join("sys/block/vda");
+    std::fs::create_dir_all(sys.join("device")).unwrap();
+    std::fs::write(sys.join("serial"), "BH0001\n").unwrap();
+    std::fs::write(sys.join("device/model"), "QEMU HARDDISK   \n").unwrap();
+    let inv = discover(tmp.path(), json).unwrap();
+    let d = inv.disk("vda").unwrap();
+    assert_eq!(d.serial.as_deref(), Some("BH0001"));
+    assert_eq!(d.model.as_deref(), Some("QEMU HARDDISK"));
+    assert_eq!(d.transport.to_string(), "virtio");
+    assert!(d.rotational);
+    assert_eq!(
+        d.describe(),
+        "QEMU HARDDISK (serial BH0001), 40.0 GiB, /dev/vda"
+    );
+}
+
+#[test]
+fn damaged_lsblk_json_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(discover(tmp.path(), "{").is_err());
+    assert!(discover(tmp.path(), r#"{"blockdevices":[{"type":"disk"}]}"#).is_ok());
+    assert!(discover(tmp.path(), r#"{"blockdevices":[{"type":"disk","size":"12","rm":"1","children":[{"type":"part"}]}]}"#).is_ok());
+}
+
+proptest::proptest! {
+    #[test]
+    fn discovery_never_panics_on_arbitrary_json_values(size in proptest::prelude::any::<i64>(), name in "[a-z0-9/]{0,12}", rm in 0u8..3, mp in "[ -~]{0,20}") {
+        let tmp = tempfile::tempdir().unwrap();
+        let rmv = match rm { 0 => "true".to_string(), 1 => "\"1\"".to_string(), _ => "null".to_string() };
+        let json = format!(
+            r#"{{"blockdevices":[{{"name":{n:?},"type":"disk","size":{size},"rm":{rmv},"mountpoints":[{mp:?},null],"children":[{{"name":{n:?},"type":"crypt","mountpoint":{mp:?}}}]}}]}}"#,
+            n = name
+        );
+        let _ = discover(tmp.path(), &json);
+        if let Ok(inv) = discover(tmp.path(), &json) {
+            for d in &inv.disks {
+                let _ = Plan::new(&inv, &d.path);
+            }
+        }
+    }
+}
+
+#[test]
+fn without_udev_the_device_is_probed_and_the_live_iso_found() {
+    // lsblk in a bare initramfs reports no file systems; discovery reads
+    // the device node itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "x").unwrap();
+    std::fs::create_dir(tmp.path().join("dev")).unwrap();
+    let st = std::process::Command::new("genisoimage")
+        .args(["-quiet", "-V", "BULKHEAD", "-o"])
+        .arg(tmp.path().join("dev/sdb"))
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(tmp.path().join("dev/vda"), vec![0u8; 1 << 20]).unwrap();
+    let json = r#"{"blockdevices":[
+        {"name":"sdb","path":"/dev/sdb","type":"disk","size":40000000000,"tran":"usb","fstype":null,"pttype":null},
+        {"name":"vda","path":"/dev/vda","type":"disk","size":40000000000,"fstype":null,"pttype":null}]}"#;
+    let inv = discover(tmp.path(), json).unwrap();
+    let sdb = inv.disk("sdb").unwrap();
+    assert_eq!(sdb.whole_disk_fstype.as_deref(), Some("iso9660"));
+    assert!(sdb.live_medium.as_deref().unwrap().contains("BULKHEAD"));
+    assert!(matches!(
+        Plan::new(&inv, "/dev/sdb"),
+        Err(Refusal::LiveMedium { .. })
+    ));
+    let vda = inv.disk("vda").unwrap();
+    assert_eq!(
+        (
+            vda.whole_disk_fstype.as_deref(),
+            vda.partition_table.as_deref()
+        ),
+        (None, None)
+    );
+}
+
+#[test]
+fn recorded_guest_after_apply_shows_our_luks_and_lvm_as_holders() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guest-recorded");
+    let blank = std::fs::read_to_string(dir.join("lsblk-blank.json")).unwrap();
+    let inv = discover(&dir.join("root"), &blank).unwrap();
+    assert_eq!(inv.disks.len(), 4);
+    let open = std::fs::read_to_string(dir.join("lsblk-open.json")).unwrap();
+    let inv = discover(&dir.join("root"), &open).unwrap();
+    let vda = inv.disk("/dev/vda").unwrap();
+    assert_eq!(vda.serial.as_deref(), Some("BH0001"));
+    assert_eq!(vda.contents.iter().filter(|c| c.kind == "part").count(), 4);
+    assert!(
+        vda.os_hints.contains(&"Qubes OS".to_string()),
+        "{:?}",
+        vda.os_hints
+    );
+    match Plan::new(&inv, "/dev/vda") {
+        Err(Refusal::InUse { details, .. }) => {
+            assert!(
+                details.iter().any(|d| d.starts_with("held by dm-0 (luks-")),
+                "{details:?}"
+            );
+            assert!(
+                details.iter().any(|d| d.contains("qubes_dom0-swap")),
+                "{details:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let plan = Plan::new(&inv, "/dev/vdb").unwrap();
+    assert_eq!(plan.disk.serial.as_deref(), Some("BH0002"));
+    assert_eq!(plan.lvm.swap_bytes, 3932 * MIB); // anaconda: 2 x RAM below 2 GiB, whole extents
+    assert!(matches!(
+        Plan::new(&inv, "/dev/vdc"),
+        Err(Refusal::TooSmall { .. })
+    ));
+}

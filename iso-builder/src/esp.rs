@@ -115,7 +115,7 @@ pub fn build(
         match try_build(files, size, lbl, serial, clock) {
             Ok(img) => return Ok(img),
             Err(EspError::Fat { source, .. })
-                if source.kind() == std::io::ErrorKind::UnexpectedEof
+                if source.kind() == std::io::ErrorKind::WriteZero
                     || source.to_string().contains("No space") =>
             {
                 size += 1 << 20;
@@ -300,6 +300,21 @@ mod tests {
         let b = build(&files(), "BULKHEAD", 1_700_000_000).unwrap();
         assert_eq!(a, b);
         let (ok, out) = fsck(&a);
+        assert!(ok, "{out}");
+    }
+
+    #[test]
+    fn large_and_many_files_fit_and_pass_fsck() {
+        let mut f = files();
+        f.insert(
+            "EFI/BOOT/big.bin".into(),
+            (0..9_000_000u32).map(|i| i as u8).collect(),
+        );
+        for i in 0..40 {
+            f.insert(format!("EFI/extra/file{i:02}.txt"), vec![b'x'; 5000]);
+        }
+        let img = build(&f, "ESP", 0).unwrap();
+        let (ok, out) = fsck(&img);
         assert!(ok, "{out}");
     }
 

@@ -18,7 +18,9 @@
 //! Ridge + Joliet, level 3; three alternating runs, wall time and peak
 //! RSS from `/usr/bin/time`): this writer 2.8 / 3.0 / 3.9 s, 16.5 MB
 //! (including a final fsync); xorriso 6.0 / 5.5 / 7.2 s, 37.9 MB;
-//! hadris-iso 3.5 / 2.7 / 4.0 s, 31.4 MB. hadris-iso rc.2 is as fast (it
+//! hadris-iso 3.5 / 2.7 / 4.0 s, 31.4 MB (with Joliet on our side too:
+//! 4.2 / 2.9 s and one cold 11.1 s, 20 MB; see README.md). hadris-iso
+//! rc.2 is about as fast (it
 //! also plans first and writes each block once, copying content through a
 //! 64 KiB buffer) but takes twice the memory, is a one-maintainer
 //! pre-release whose stable 2.x line has a different API, and its GRUB

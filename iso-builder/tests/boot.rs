@@ -54,6 +54,24 @@ fn boot(fw: Firmware, usb: bool) {
         out.timed_out,
         out.serial
     );
+    // GRUB drew our menu on the serial console and booted its serial entry.
+    for entry in [
+        "Install Bulkhead",
+        "Check hardware only",
+        "Boot from first disk",
+    ] {
+        assert!(
+            out.serial.contains(entry),
+            "menu entry {entry:?} not shown:\n{}",
+            out.serial
+        );
+    }
+    assert!(
+        out.serial
+            .contains("panic=-1 console=tty0 console=ttyS0,115200"),
+        "kernel command line of the serial entry not seen:\n{}",
+        out.serial
+    );
 }
 
 #[test]

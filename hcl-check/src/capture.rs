@@ -124,6 +124,13 @@ pub fn capture_from(live: &Root, dir: &Path, include_identifiers: bool) -> Resul
     }
     if live.exists("/sys/firmware/efi") {
         w.mkdir("/sys/firmware/efi")?;
+        // Only the names of the variables (their presence tells whether
+        // efivarfs was readable); the SecureBoot value is copied above.
+        if let Ok(vars) = live.list("/sys/firmware/efi/efivars") {
+            for v in vars.iter().filter(|v| !v.starts_with("SecureBoot-")) {
+                w.write(&format!("/sys/firmware/efi/efivars/{v}"), b"")?;
+            }
+        }
     }
     for a in DMI_ATTRS {
         w.copy(live, &format!("/sys/class/dmi/id/{a}"))?;

@@ -5,6 +5,7 @@
 use crate::root::Root;
 use serde::Serialize;
 
+const EFIVARS: &str = "/sys/firmware/efi/efivars";
 const SECURE_BOOT_VAR: &str =
     "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
@@ -141,6 +142,14 @@ impl Firmware {
                 // 4 bytes of attributes, then the value.
                 Ok(b) if b.len() >= 5 => Ok(b[4] == 1),
                 Ok(_) => Err("the SecureBoot EFI variable is too short".to_string()),
+                // Variables readable but no SecureBoot one: the firmware does
+                // not support Secure Boot (mokutil says the same).
+                Err(m) if m.is_absent() && root.list(EFIVARS).is_ok_and(|v| !v.is_empty()) => {
+                    Ok(false)
+                }
+                Err(m) if m.is_absent() => Err(format!(
+                    "{EFIVARS} is empty or missing (efivarfs not mounted?)"
+                )),
                 Err(m) => Err(m.reason().to_string()),
             },
         };

@@ -3,12 +3,13 @@
 //! (2, 4 and 6 GiB), the disk (16 and 40 GiB) and the CPU (qemu64 without
 //! NPT, max with AMD-V and NPT under TCG).
 
-use guest_harness::{Bus, Disk, Initramfs, Kernel, Vm, sparse_disk};
+use guest_harness::{Bus, Disk, Firmware, Initramfs, Kernel, Vm, sparse_disk};
 use serde_json::Value;
 
 struct Boot {
     machine: &'static str,
-    device: Option<&'static str>,
+    devices: &'static [&'static str],
+    firmware: Firmware,
     cmdline: &'static str,
     cpu: &'static str,
     mem_mib: u32,
@@ -17,8 +18,10 @@ struct Boot {
 
 fn run(b: &Boot) -> (Value, i32) {
     let k = Kernel::pinned().unwrap();
-    let script = "hcl-check --json > /r.json; echo \"BH-STATUS=$?\"\necho BH-JSON-BEGIN\ncat /r.json\necho BH-JSON-END\n";
+    // USB keyboards enumerate after boot: wait up to 15 s for one when asked.
+    let script = "if [ -d /sys/firmware/efi/efivars ] && [ -z \"$(ls /sys/firmware/efi/efivars)\" ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi\nif [ -n \"$(ls /sys/bus/usb/devices 2>/dev/null)\" ]; then for i in $(seq 15); do grep -q 'Bus=0003' /proc/bus/input/devices && break; sleep 1; done; fi\nhcl-check --json > /r.json; echo \"BH-STATUS=$?\"\necho BH-JSON-BEGIN\ncat /r.json\necho BH-JSON-END\n";
     let initrd = Initramfs::new(&k)
+        .modules(&["usbhid", "hid-generic", "e1000", "efivarfs"])
         .file("/bin/hcl-check", env!("CARGO_BIN_EXE_hcl-check"))
         .script(script);
     let tmp = tempfile::tempdir().unwrap();
@@ -29,8 +32,9 @@ fn run(b: &Boot) -> (Value, i32) {
         .machine(b.machine)
         .cpu(b.cpu)
         .memory_mib(b.mem_mib)
+        .firmware(b.firmware)
         .disk(Disk::new(&disk).bus(Bus::Virtio));
-    if let Some(d) = b.device {
+    for d in b.devices {
         vm = vm.device(d);
     }
     let out = vm.run().unwrap();
@@ -76,7 +80,8 @@ fn verdicts_follow_the_machine() {
     // Big enough, Intel IOMMU with interrupt remapping, CPU with AMD-V+NPT.
     let (good, code) = run(&Boot {
         machine: "q35,kernel-irqchip=split",
-        device: Some("intel-iommu,intremap=on"),
+        devices: &["intel-iommu,intremap=on", "e1000"],
+        firmware: Firmware::Bios,
         cmdline: "intel_iommu=on",
         cpu: "max",
         mem_mib: 4096,
@@ -99,13 +104,32 @@ fn verdicts_follow_the_machine() {
         "4 GiB: the minimum, under the 6 GiB warning line"
     );
     assert_eq!(good["machine"]["vm"]["inside_vm"], true);
+    assert_eq!(good["machine"]["firmware"]["boot_mode"], "bios");
+    let nics: Vec<&Value> = good["machine"]["pci"]["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["class"].as_u64().unwrap() >> 16 == 0x02)
+        .collect();
+    assert_eq!(
+        nics.len(),
+        1,
+        "the e1000 is what sys-net would receive: {good:#}"
+    );
+    assert_eq!(nics[0]["vendor_id"], 0x8086);
+    assert!(good["notes"].as_array().unwrap().iter().any(|n| {
+        n.as_str()
+            .unwrap()
+            .starts_with("sys-net would receive: 0000:")
+    }));
     assert_eq!(code, 1);
 
     // Small, no IOMMU, qemu64 (AMD-V without NPT).
     let (bad, code) = run(&Boot {
         machine: "pc",
-        device: None,
-        cmdline: "",
+        devices: &["qemu-xhci", "usb-kbd"],
+        firmware: Firmware::Bios,
+        cmdline: "i8042.nokbd",
         cpu: "qemu64",
         mem_mib: 2048,
         disk_bytes: 16 << 30,
@@ -115,12 +139,25 @@ fn verdicts_follow_the_machine() {
     assert_eq!(status(&bad, "ram"), "fail");
     assert_eq!(status(&bad, "disk"), "fail");
     assert!(measured(&bad, "disk").contains("16.0 GiB (17.2 GB)"));
+    assert_eq!(
+        status(&bad, "keyboard"),
+        "warn",
+        "only the USB keyboard (i8042.nokbd): {bad:#}"
+    );
+    assert!(
+        bad["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("sys-usb would receive: 0000:")),
+        "{bad:#}"
+    );
     assert_eq!(code, 2);
 
     // AMD IOMMU and 6 GiB: RAM passes, IOMMU found through IVRS.
     let (amd, _) = run(&Boot {
         machine: "q35,kernel-irqchip=split",
-        device: Some("amd-iommu,intremap=on"),
+        devices: &["amd-iommu,intremap=on"],
+        firmware: Firmware::Uefi,
         cmdline: "amd_iommu=on",
         cpu: "max",
         mem_mib: 6144,
@@ -129,4 +166,9 @@ fn verdicts_follow_the_machine() {
     assert_eq!(status(&amd, "iommu"), "pass", "{amd:#}");
     assert!(measured(&amd, "iommu").starts_with("AMD-Vi"), "{amd:#}");
     assert_eq!(status(&amd, "ram"), "pass", "{amd:#}");
+    assert_eq!(amd["machine"]["firmware"]["boot_mode"], "uefi");
+    assert_eq!(
+        amd["machine"]["firmware"]["secure_boot"]["value"], false,
+        "OVMF without enrolled keys: {amd:#}"
+    );
 }

@@ -461,6 +461,28 @@ fn cli_masters_and_names_what_is_missing() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // Another time zone, locale and umask give the same bytes.
+    let again = dir.path().join("cli2.iso");
+    let ok2 = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(bin)
+        .arg("master")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&again)
+        .args(["--label", "CLI", "--cmdline", "quiet splash"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("TZ", "Pacific/Kiritimati")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(
+        ok2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok2.stderr)
+    );
+    assert!(fs::read(&out).unwrap() == fs::read(&again).unwrap());
     let x = dir.path().join("x");
     run(Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])

@@ -202,12 +202,24 @@ impl CpuidDump {
         if (0x8000_0001..=0x8000_00ff).contains(&max_ext) {
             for leaf in 0x8000_0001..=max_ext {
                 if leaf == 0x8000_001d {
+                    // Like `cpuid`, without the terminating null subleaf.
                     for sub in 0..8 {
-                        if put(leaf, sub).eax & 0x1f == 0 {
+                        if cpuid_count(leaf, sub).eax & 0x1f == 0 {
                             break;
                         }
+                        put(leaf, sub);
                     }
                 } else {
+                    put(leaf, 0);
+                }
+            }
+        }
+        // The vendor ranges `cpuid` also probes (Xen/Hyper-V second
+        // range, Transmeta, Centaur/Zhaoxin, Xeon Phi).
+        for base in [0x2000_0000u32, 0x4000_0100, 0x8086_0000, 0xc000_0000] {
+            let top = put(base, 0).eax;
+            if top > base && top - base < 0x20 {
+                for leaf in base + 1..=top {
                     put(leaf, 0);
                 }
             }

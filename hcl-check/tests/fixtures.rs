@@ -550,3 +550,28 @@ fn json_snapshot() {
         .unwrap();
     insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
 }
+
+/// The live dump covers the same leaf numbers as Debian's `cpuid -r -1`, with
+/// the same vendor and brand values.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn live_dump_matches_the_cpuid_tool() {
+    let out = Command::new("cpuid")
+        .args(["-r", "-1"])
+        .output()
+        .expect("cpuid is installed");
+    assert!(out.status.success());
+    let theirs = hcl_check::CpuidDump::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let ours = hcl_check::CpuidDump::record_live();
+    // Leaf numbers must agree; which subleaves each tool walks may differ
+    // on CPUs with leaves this machine lacks.
+    let keys = |d: &hcl_check::CpuidDump| {
+        let mut l: Vec<u32> = d.leaves.keys().map(|(leaf, _)| *leaf).collect();
+        l.dedup();
+        l
+    };
+    assert_eq!(keys(&ours), keys(&theirs));
+    for k in [(0, 0), (0x8000_0002, 0), (0x8000_0003, 0), (0x8000_0004, 0)] {
+        assert_eq!(ours.leaves.get(&k), theirs.leaves.get(&k), "leaf {k:x?}");
+    }
+}

@@ -74,7 +74,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     } else if cli.yaml {
         report::yaml(&r)
     } else {
-        report::table(&r, std::io::stdout().is_terminal())
+        // Colour only on a terminal, and never with NO_COLOR set.
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        report::table(&r, colour)
     };
     print!("{out}");
     if !out.ends_with('\n') {

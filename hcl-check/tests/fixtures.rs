@@ -575,3 +575,25 @@ fn live_dump_matches_the_cpuid_tool() {
         assert_eq!(ours.leaves.get(&k), theirs.leaves.get(&k), "leaf {k:x?}");
     }
 }
+
+/// Colour on a terminal (util-linux `script` gives the binary a pty), not with NO_COLOR.
+#[test]
+fn colour_only_on_a_terminal() {
+    let cmd = format!(
+        "{} --root {}",
+        env!("CARGO_BIN_EXE_hcl-check"),
+        fixture("amd-ryzen5-5600g-amdvi").display()
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    assert!(String::from_utf8_lossy(&tty.stdout).contains("\x1b[33mWARN"));
+    let no = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&no.stdout);
+    assert!(text.contains("WARN") && !text.contains('\x1b'), "{text}");
+}

@@ -550,3 +550,50 @@ fn joliet_tree_names_the_same_files() {
         .unwrap();
     assert_eq!(out.stdout, b"joliet data");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Any sizes of tree, BIOS image and ESP give a GPT that sgdisk accepts
+    /// and an El Torito catalog xorriso reads back at the files' places.
+    #[test]
+    fn hybrid_tables_hold_for_any_sizes(
+        files in prop::collection::vec(0usize..300_000, 0..6),
+        bios_len in 2048usize..40_000,
+        esp_sectors in 1u64..6000,
+    ) {
+        let mut tree = Tree::new();
+        for (i, n) in files.iter().enumerate() {
+            tree.add_bytes(&format!("data/f{i}"), vec![i as u8; *n], 0o644).unwrap();
+        }
+        tree.add_bytes("boot/bios.img", vec![0x11; bios_len], 0o444).unwrap();
+        tree.add_bytes("boot/esp.img", vec![0x22; (esp_sectors * 512) as usize], 0o444).unwrap();
+        let mut opts = Options::new("HYBRID", EPOCH);
+        opts.bios = Some(iso9660::BiosBoot {
+            image: "boot/bios.img".into(),
+            load_sectors: 4,
+            boot_info_table: true,
+            grub2_boot_info: true,
+        });
+        opts.efi_image = Some("boot/esp.img".into());
+        opts.hybrid = Some(iso9660::HybridBoot { mbr_code: vec![0x90; 512], grub2_mbr: true });
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("h.iso");
+        let layout = iso9660::write_image(&tree, opts, &iso).unwrap();
+        prop_assert_eq!(fs::metadata(&iso).unwrap().len(), layout.image_size());
+        let v = run(Command::new("sgdisk").arg("-v").arg(&iso));
+        prop_assert!(v.contains("No problems found"), "{}", v);
+        let report = run(Command::new("xorriso").arg("-indev").arg(&iso).args([
+            "-report_el_torito", "plain", "-report_system_area", "plain",
+        ]));
+        let imgs = field(&report, "El Torito boot img :");
+        let lba = |s: &str| s.split_whitespace().last().unwrap().parse::<u64>().unwrap();
+        prop_assert_eq!(lba(imgs[0]), layout.file_lba("boot/bios.img").unwrap());
+        prop_assert_eq!(lba(imgs[1]), layout.file_lba("boot/esp.img").unwrap());
+        let esp = field(&report, "GPT start and size :");
+        prop_assert_eq!(
+            esp[1].to_string(),
+            format!("2  {}  {}", layout.file_lba("boot/esp.img").unwrap() * 4, esp_sectors)
+        );
+    }
+}

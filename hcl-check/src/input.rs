@@ -65,4 +65,11 @@ mod tests {
         assert!(!k[0].is_usb());
         assert!(k[1].is_usb());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "(I: Bus=[0-9a-f]{0,5} |N: Name=\"[a-z]*\"|H: Handlers=[a-z ]*|B: EV=[0-9a-fx]{0,18}|\\PC{0,20}|\n){0,30}") {
+            let _ = parse(&s);
+        }
+    }
 }

@@ -245,6 +245,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn meminfo_never_panics(s in "(MemTotal:[ 0-9]{0,25}(kB|MB)?|\\PC{0,30}|\n){0,6}") {
+            let _ = parse_meminfo(&s);
+        }
+
+        #[test]
         fn type17_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..120)) {
             let _ = parse_type17(&bytes);
             let mut b = bytes.clone();

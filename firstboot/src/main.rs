@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use firstboot::adminapi::AdminApi;
 use firstboot::backend::{Backend, Hooks, Notes};
 use firstboot::offline::Offline;
 use firstboot::run::{self, Options, Progress, StorageMode};
@@ -32,6 +33,17 @@ struct Cli {
     /// Finish an interrupted first boot (completed steps are not redone).
     #[arg(long)]
     resume: bool,
+    /// With --resume: plan again from the current settings instead of
+    /// finishing the interrupted run's plan.
+    #[arg(long)]
+    replan: bool,
+    /// Where the qubes are made: directly (offline, first boot) or through a
+    /// running qubesd's Admin API.
+    #[arg(long, value_enum, global = true, default_value_t = BackendArg::Offline)]
+    backend: BackendArg,
+    /// qubesd's socket, for --backend admin-api.
+    #[arg(long, global = true, default_value = firstboot::adminapi::QUBESD_SOCKET)]
+    socket: PathBuf,
     /// How to make the volumes.
     #[arg(long, value_enum, default_value_t = StorageArg::Auto)]
     storage: StorageArg,
@@ -58,6 +70,14 @@ enum Cmd {
         #[arg(long, default_value = "/tmp")]
         workdir: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Write qubes.xml, xl configs and volumes directly.
+    Offline,
+    /// Talk to qubesd over its Admin API socket.
+    AdminApi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,7 +170,8 @@ fn real_main(cli: Cli) -> Result<()> {
         None => {
             let opts = Options {
                 root: cli.root.clone(),
-                resume: cli.resume,
+                resume: cli.resume || cli.replan,
+                replan: cli.replan,
                 storage: match cli.storage {
                     StorageArg::Auto => StorageMode::Auto,
                     StorageArg::Lvm => StorageMode::Lvm,
@@ -169,7 +190,15 @@ fn real_main(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
             }
-            let report = run::run(&opts, &mut Console)?;
+            let report = match cli.backend {
+                BackendArg::Offline => run::run(&opts, &mut Console)?,
+                BackendArg::AdminApi => {
+                    let (plan, state) = run::prepare(&opts)?;
+                    let storage = run::open_storage(&opts, &plan.pool.volume_group)?;
+                    let mut b = AdminApi::new(&cli.socket, storage);
+                    run::execute(&opts, &plan, state, &mut b, &mut Console)?
+                }
+            };
             eprintln!(
                 "firstboot: complete: {} steps run, {} already done, {:.2} s",
                 report.steps_run,

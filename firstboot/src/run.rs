@@ -38,6 +38,9 @@ pub struct Options {
     pub root: PathBuf,
     /// Continue an interrupted run.
     pub resume: bool,
+    /// When resuming, plan again from the current settings instead of
+    /// finishing the stored plan (completed steps still count as done).
+    pub replan: bool,
     pub storage: StorageMode,
     /// The lvm binary.
     pub lvm: PathBuf,
@@ -49,6 +52,7 @@ impl Options {
         Options {
             root: root.to_path_buf(),
             resume: false,
+            replan: false,
             storage: StorageMode::Auto,
             lvm: PathBuf::from("lvm"),
             hooks: Hooks::default(),
@@ -191,8 +195,17 @@ pub fn prepare(opts: &Options) -> Result<(Plan, State), Error> {
                 done: Vec::new(),
             },
         )),
+        Some(mut state) if opts.replan => {
+            state
+                .done
+                .retain(|id| fresh.steps.iter().any(|s| &s.id() == id));
+            state.plan_digest = fresh.digest();
+            state.plan = serde_json::to_value(&fresh)
+                .map_err(|e| Error::State(format!("serialising plan: {e}")))?;
+            Ok((fresh, state))
+        }
         Some(state) => {
-            let plan: Plan = serde_json::from_value(state.plan.clone()).map_err(|e| {
+            let mut plan: Plan = serde_json::from_value(state.plan.clone()).map_err(|e| {
                 Error::State(format!(
                     "{}: the stored plan is unreadable ({e}); move the file away and rerun",
                     state_path(&opts.root).display()
@@ -207,6 +220,13 @@ pub fn prepare(opts: &Options) -> Result<(Plan, State), Error> {
                     .map(Step::id)
                     .unwrap_or_default();
                 return Err(Error::Interrupted(next));
+            }
+            if !complete && fresh.digest() != state.plan_digest {
+                plan.warnings.push(
+                    "the settings or the machine changed since the interrupted run; finishing the \
+                     plan it started (rerun with --resume --replan to plan again)"
+                        .into(),
+                );
             }
             Ok((plan, state))
         }

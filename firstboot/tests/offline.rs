@@ -375,3 +375,38 @@ fn record_mode_is_refused_on_the_real_root() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("only allowed with --root"));
 }
+
+#[test]
+fn resume_finishes_the_stored_plan_unless_replan() {
+    for replan in [false, true] {
+        let d = tempdir();
+        let root = d.path();
+        machine(root, "");
+        let o = firstboot(
+            root,
+            &[],
+            &[("BULKHEAD_FIRSTBOOT_KILL_AT", "qube:work:begin")],
+        );
+        assert!(!o.status.success());
+        std::fs::write(
+            root.join("etc/bulkhead/firstboot.toml"),
+            "default_appvms = false\n",
+        )
+        .unwrap();
+        let args: &[&str] = if replan {
+            &["--resume", "--replan"]
+        } else {
+            &["--resume"]
+        };
+        let err = ok(&firstboot(root, args, &[]));
+        let names = names(root);
+        if replan {
+            assert!(!names.contains(&"work".to_string()), "{names:?}");
+            // Made before the interruption; replanning does not remove qubes.
+            assert!(names.contains(&"personal".to_string()));
+        } else {
+            assert!(err.contains("changed since the interrupted run"), "{err}");
+            assert!(names.contains(&"work".to_string()) && names.contains(&"vault".to_string()));
+        }
+    }
+}

@@ -191,6 +191,11 @@ fn geometry(img: &[u8]) -> Result<Geometry, EspError> {
     }
     let bps = u16_at(11);
     let spc = img[13] as usize;
+    if bps == 0 || spc == 0 {
+        return Err(EspError::Layout(
+            "boot sector with zero sector or cluster size".into(),
+        ));
+    }
     let reserved = u16_at(14);
     let fats = img[16] as usize;
     let root_entries = u16_at(17);
@@ -218,10 +223,14 @@ fn geometry(img: &[u8]) -> Result<Geometry, EspError> {
 pub fn drop_dot_lfn(img: &mut [u8]) -> Result<(), EspError> {
     let g = geometry(img)?;
     let mut todo = vec![g.root];
+    let mut seen = std::collections::HashSet::new();
     let mut first = true;
     while let Some((start, len)) = todo.pop() {
-        if start + len > img.len() {
+        if start.checked_add(len).is_none_or(|end| end > img.len()) || len < 32 {
             return Err(EspError::Layout("directory outside the image".into()));
+        }
+        if !seen.insert(start) {
+            continue;
         }
         if !first {
             fix_dir(&mut img[start..start + len]);
@@ -316,6 +325,25 @@ mod tests {
         let img = build(&f, "ESP", 0).unwrap();
         let (ok, out) = fsck(&img);
         assert!(ok, "{out}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        #[test]
+        fn fixing_arbitrary_bytes_never_panics(mut img in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = drop_dot_lfn(&mut img);
+        }
+
+        #[test]
+        fn fixing_damaged_images_never_panics(flips in proptest::collection::vec((0usize..65536, proptest::prelude::any::<u8>()), 1..20)) {
+            let mut img = build(&files(), "ESP", 0).unwrap();
+            img.truncate(65536);
+            for (at, v) in flips {
+                img[at] = v;
+            }
+            let _ = drop_dot_lfn(&mut img);
+        }
     }
 
     #[test]

@@ -42,6 +42,11 @@
 //! - A Joliet tree (on by default, [`Options::joliet`]): UCS-2 names of up
 //!   to 64 characters, files with `;1`, the same extents; symlinks have no
 //!   Joliet form and appear only in the Rock Ridge tree.
+//! - Disk and partition GUIDs (and the MBR signature) come from sha256 over
+//!   the volume id, the epoch, every file's path, size and place, and the
+//!   bytes of in-memory files (loader images, ESP, menu). Host files are not
+//!   read a second time for it, so two trees that differ only in the bytes
+//!   of equally sized files share GUIDs; the ISO9660 data differs anyway.
 //! - No relocation of directories deeper than 8 levels (Linux, GRUB,
 //!   xorriso and libarchive read them).
 //! - Volumes are at least 32 blocks: libarchive does not recognize smaller.

@@ -217,14 +217,21 @@ fn virtualization(m: &Machine) -> Verdict {
         };
     }
     if amd_path && cpu.svm {
-        if m.msr.svm_disabled_by_firmware() == Some(true) {
+        let kernel_dropped_svm =
+            kernel_flags.is_some_and(|c| !c.flags.is_empty() && !c.has_flag("svm"));
+        if m.msr.svm_disabled_by_firmware() == Some(true) || kernel_dropped_svm {
+            let how = if m.msr.svm_disabled_by_firmware() == Some(true) {
+                "VM_CR.SVMDIS is set"
+            } else {
+                "the CPU has AMD-V but the kernel reports it unusable (no 'svm' in /proc/cpuinfo flags)"
+            };
             return v(
                 ID,
                 REQ,
                 Status::Fail,
                 "AMD-V present but disabled by the firmware".into(),
                 NEED,
-                format!("VM_CR.SVMDIS is set.{hint}"),
+                format!("{how}.{hint}"),
                 Some("enable AMD-V (\"SVM Mode\") in the firmware setup"),
             );
         }

@@ -171,6 +171,11 @@ fn decimal_32gb_disk_fails_and_says_gib_vs_gb() {
     assert!(v.measured.contains("29.8 GiB (32.0 GB)"), "{}", v.measured);
     assert!(v.threshold.contains("32 GiB = 34.4 GB"), "{}", v.threshold);
     assert_eq!(status("qemu-q35-vtd-4gib", "disk"), Status::Pass);
+    assert_eq!(
+        status("qemu-q35-vtd-4gib", "virtualization"),
+        Status::Pass,
+        "TCG's max CPU has AMD-V with NPT"
+    );
 }
 
 #[test]

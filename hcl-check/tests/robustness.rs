@@ -164,3 +164,16 @@ proptest! {
         let _ = (report::table(&r, true), report::json(&r), report::yaml(&r));
     }
 }
+
+#[test]
+fn amdv_disabled_by_firmware_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("r");
+    copy_tree(&fixture("amd-ryzen5-5600g-amdvi"), &root);
+    // VM_CR with SVMDIS (bit 4) set.
+    std::fs::write(root.join("msr.txt"), "0xc0010114=0x18\n").unwrap();
+    let v = verdict(&root, "virtualization");
+    assert_eq!(v.status, Status::Fail, "{v:?}");
+    assert!(v.reason.contains("SVMDIS"), "{}", v.reason);
+    assert!(v.remedy.unwrap().contains("SVM Mode"));
+}

@@ -759,6 +759,8 @@ pub fn run(
         }
     }
     let mut f = open_target(target)?;
+    plan.validate()
+        .map_err(|m| ApplyError::Resume(format!("the journal's plan is not valid: {m}")))?;
     let sha = journal::plan_sha256(&plan)?;
     let lb = plan.logical_block();
     let luks_part = partition_path(target, Role::Luks, &plan);

@@ -227,8 +227,12 @@ fn run() -> Result<()> {
                 (Some(p), None) => {
                     let text = std::fs::read_to_string(p)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    serde_json::from_str::<Plan>(&text)
-                        .with_context(|| format!("parsing the plan {}", p.display()))?
+                    let plan = serde_json::from_str::<Plan>(&text)
+                        .with_context(|| format!("parsing the plan {}", p.display()))?;
+                    plan.validate().map_err(|m| {
+                        anyhow::anyhow!("the plan {} is not valid: {m}", p.display())
+                    })?;
+                    plan
                 }
                 (None, None) => Plan::new(&inv, &disk)?,
             };

@@ -51,6 +51,20 @@ pub const TYPE_ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 pub const TYPE_LINUX_FS: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 pub const TYPE_LUKS: &str = "CA7D7CCB-63ED-4C53-861C-1742536059CC";
 
+/// Returned by [`Plan::partition`] for an unvalidated plan missing a role:
+/// an empty range that every writer rejects instead of panicking.
+static FALLBACK: PlannedPartition = PlannedPartition {
+    number: 0,
+    role: Role::BiosBoot,
+    name: String::new(),
+    type_guid: String::new(),
+    guid: Uuid::nil(),
+    first_lba: 0,
+    last_lba: 0,
+    size_bytes: 0,
+    content: String::new(),
+};
+
 /// What goes into a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -360,17 +374,27 @@ impl Plan {
         u64::from(self.disk.logical_sector.max(512))
     }
 
+    /// The partition with `role`. Plans from `for_disk` have all four;
+    /// plans read from elsewhere must pass [`Plan::validate`] first.
     pub fn partition(&self, role: Role) -> &PlannedPartition {
-        // Every plan has all four roles (built by `for_disk`, checked by `validate`).
         self.partitions
             .iter()
             .find(|p| p.role == role)
-            .unwrap_or(&self.partitions[0])
+            .unwrap_or(&FALLBACK)
     }
 
     /// Checks a plan read from a file is self-consistent.
     pub fn validate(&self) -> Result<(), String> {
         let lb = self.logical_block();
+        if self.disk.size_bytes < MIN_DISK_BYTES {
+            return Err(format!(
+                "the disk is smaller than {}",
+                human_size(MIN_DISK_BYTES)
+            ));
+        }
+        if ![512, 4096].contains(&lb) {
+            return Err(format!("unsupported logical sector size {lb}"));
+        }
         for role in [Role::BiosBoot, Role::Esp, Role::Boot, Role::Luks] {
             if !self.partitions.iter().any(|p| p.role == role) {
                 return Err(format!("the plan has no {role:?} partition"));

@@ -117,6 +117,20 @@ fn apply_up_to_luks_on_a_loop_device_reads_back_with_real_tools() {
     let size = 40 * GIB;
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     dirty(&img);
+    // The planted signatures are there to be found before the apply.
+    let kinds = |start: u64, len: u64| -> Vec<&'static str> {
+        let mut f = std::fs::File::open(&img).unwrap();
+        partitioner::signatures::probe(&mut f, start, len)
+            .unwrap()
+            .iter()
+            .map(|s| s.kind)
+            .collect()
+    };
+    let old_p2 = (2048 + 300 * 2048) * 512u64;
+    assert!(kinds(old_p2, 5 * GIB).contains(&"lvm2"));
+    assert!(kinds(old_p2, 5 * GIB).contains(&"md-1.2"));
+    let p4 = (1 + 1 + 600 + 1024) * MIB;
+    assert!(kinds(p4, GIB).contains(&"ext2/3/4") && kinds(p4, GIB).contains(&"btrfs"));
     let lo = Loop::attach(&img);
     let plan = Plan::for_disk(&disk_info(&lo.0, size), 4 * GIB).unwrap();
     let mut events = Vec::new();
@@ -169,15 +183,41 @@ fn apply_up_to_luks_on_a_loop_device_reads_back_with_real_tools() {
         "{p}"
     );
     // Only our signatures are left on the whole disk.
+    assert_eq!(kinds(old_p2, 5 * GIB), Vec::<&str>::new());
+    assert_eq!(kinds(p4, GIB), ["luks", "luks2-secondary"]);
     let (_, w) = sh(Command::new("wipefs").arg("--no-act").arg(&img));
     let kinds: Vec<&str> = w
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
-    assert!(kinds.iter().all(|k| *k == "gpt" || *k == "PMBR"), "{w}");
+    assert!(
+        kinds.contains(&"gpt") && kinds.iter().all(|k| *k == "gpt" || *k == "PMBR"),
+        "{w}"
+    );
 
     let part = |n: u32| format!("{}p{n}", lo.0);
+    // Inside the new partitions, the old LVM/md/ext4/btrfs signatures are gone.
+    for (n, only) in [
+        (1, None),
+        (2, Some("vfat")),
+        (3, Some("ext4")),
+        (4, Some("crypto_LUKS")),
+    ] {
+        let (_, w) = sh(Command::new("wipefs").arg("--no-act").arg(part(n)));
+        let kinds: Vec<&str> = w
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        match only {
+            None => assert!(kinds.is_empty(), "p{n}: {w}"),
+            Some(k) => assert!(
+                kinds.iter().all(|x| *x == k) && !kinds.is_empty(),
+                "p{n}: {w}"
+            ),
+        }
+    }
     let (ok, f) = sh(Command::new("fsck.fat").arg("-n").arg(part(2)));
     assert!(ok, "fsck.fat: {f}");
     let (_, b) = sh(Command::new("file").arg("-s").arg(part(2)));

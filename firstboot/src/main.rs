@@ -64,6 +64,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The settings file's reference (Markdown), or with --defaults the
+    /// defaults as TOML.
+    Settings {
+        #[arg(long)]
+        defaults: bool,
+    },
     /// Time creating the default qubes with the offline backend (JSON report).
     Bench {
         /// Scratch directory for the benchmark's root.
@@ -159,6 +165,17 @@ fn real_main(cli: Cli) -> Result<()> {
                 for (i, s) in plan.steps.iter().enumerate() {
                     println!("{:>2}. {:<28} {}", i + 1, s.id(), s.describe(&plan));
                 }
+            }
+            Ok(())
+        }
+        Some(Cmd::Settings { defaults }) => {
+            if defaults {
+                print!(
+                    "{}",
+                    toml::to_string(&firstboot::settings::Settings::default())?
+                );
+            } else {
+                print!("{}", firstboot::settings::reference_markdown());
             }
             Ok(())
         }

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -17,7 +18,7 @@ use crate::Error;
 pub const SETTINGS_PATH: &str = "etc/bulkhead/firstboot.toml";
 
 /// Everything first boot may be told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Do nothing at all (Qubes' "Do not configure anything"): only the empty
@@ -55,7 +56,7 @@ pub struct Settings {
 }
 
 /// Which qube holds the USB controllers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UsbQube {
     /// sys-usb, unless the system was installed onto USB.
@@ -69,7 +70,7 @@ pub enum UsbQube {
 }
 
 /// One template to register.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSettings {
     /// Qube name, e.g. `debian-12-xfce`.
@@ -85,7 +86,7 @@ pub struct TemplateSettings {
 }
 
 /// The LVM thin pool for the qubes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSettings {
     /// Qubes storage pool name (also the thin pool's LV name).
@@ -205,6 +206,115 @@ impl Settings {
     }
 }
 
+/// The settings reference (Markdown), generated from the doc comments above
+/// through their JSON schema, with each key's default.
+pub fn reference_markdown() -> String {
+    let schema = serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default();
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
+    walk(&schema, &schema, &defaults, "", &mut out);
+    out
+}
+
+fn resolve<'a>(root: &'a serde_json::Value, node: &'a serde_json::Value) -> &'a serde_json::Value {
+    let r = node.get("$ref").or_else(|| {
+        node.get("allOf")
+            .and_then(|a| a.get(0))
+            .and_then(|a| a.get("$ref"))
+    });
+    match r
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        Some(name) => root.get("$defs").and_then(|d| d.get(name)).unwrap_or(node),
+        None => node,
+    }
+}
+
+fn type_name(root: &serde_json::Value, node: &serde_json::Value) -> String {
+    let n = resolve(root, node);
+    if let Some(e) = n.get("enum").or_else(|| n.get("oneOf")) {
+        let vals: Vec<String> = e
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.get("const").and_then(|c| c.as_str()).map(str::to_string))
+            })
+            .map(|v| format!("`{v}`"))
+            .collect();
+        return vals.join(" / ");
+    }
+    match n.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(serde_json::Value::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str())
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join("|"),
+        _ => "table".into(),
+    }
+}
+
+fn walk(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    defaults: &serde_json::Value,
+    prefix: &str,
+    out: &mut String,
+) {
+    let node = resolve(root, node);
+    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    for (key, sub) in props {
+        let full = format!("{prefix}{key}");
+        let target = resolve(root, sub);
+        let desc = sub
+            .get("description")
+            .or_else(|| target.get("description"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("")
+            .replace('\n', " ");
+        let default = defaults.get(key);
+        if target.get("properties").is_some() {
+            walk(
+                root,
+                sub,
+                default.unwrap_or(&serde_json::Value::Null),
+                &format!("{full}."),
+                out,
+            );
+            continue;
+        }
+        let items = target.get("items").map(|i| resolve(root, i));
+        if let Some(i) = items.filter(|i| i.get("properties").is_some()) {
+            out.push_str(&format!(
+                "| `{full}` | list of tables | see below | {desc} |\n"
+            ));
+            walk(
+                root,
+                i,
+                &serde_json::Value::Null,
+                &format!("{full}[]."),
+                out,
+            );
+            continue;
+        }
+        let shown = match default {
+            None | Some(serde_json::Value::Null) => "unset".to_string(),
+            Some(v) => format!("`{v}`"),
+        };
+        out.push_str(&format!(
+            "| `{full}` | {} | {shown} | {desc} |\n",
+            type_name(root, sub)
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +346,30 @@ mod tests {
         assert!(e.to_string().contains("percent_free"), "{e}");
         let e = Settings::from_toml("default_template = \"nope\"\n", p).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn reference_lists_every_key_with_its_doc() {
+        let r = reference_markdown();
+        for key in [
+            "`skip_everything`",
+            "`usb_qube`",
+            "`pool.percent_free`",
+            "`templates[].image`",
+            "`net_pci`",
+        ] {
+            let line = r
+                .lines()
+                .find(|l| l.contains(key))
+                .unwrap_or_else(|| panic!("{key} missing:\n{r}"));
+            let doc = line.rsplit('|').nth(1).unwrap_or("").trim();
+            assert!(doc.len() > 10, "{key} has no description: {line}");
+        }
+        assert!(
+            r.contains("| `pool.percent_free` | integer | `90` |"),
+            "{r}"
+        );
+        assert!(r.contains("`sys-net`"), "{r}");
     }
 
     #[test]

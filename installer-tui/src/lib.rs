@@ -1,1 +1,8 @@
-//! The text installer (ratatui) and the unattended answer-file path over one install engine. Not implemented yet (see the installer issue).
+//! Bulkhead's installer: the answer file and install configuration
+//! ([`config`]), the install engine over the partitioner ([`engine`]), and
+//! the text user interface as state, update and view ([`app`], [`ui`]).
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod ui;

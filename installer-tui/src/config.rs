@@ -1,0 +1,776 @@
+//! The install configuration and the unattended answer file.
+//!
+//! [`Answers`] is the answer file (`installer-tui --answers FILE`, TOML). Its
+//! serde structs and doc comments are the single source of truth: parsing,
+//! validation and the reference in `ANSWERS.md` ([`reference_markdown`]) all
+//! derive from them. Secrets never live in the file: the disk passphrase and
+//! the dom0 user's password are read from files it names, or asked at the
+//! terminal ([`Secrets`]). The TUI builds the same [`Answers`] value, so both
+//! paths go through one [`Answers::problems`] check.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use partitioner::secret::Passphrase;
+
+/// An unattended install: every answer the installer's screens ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    /// The target disk and the consent to erase it.
+    pub disk: DiskAnswers,
+    /// Language, keyboard, time zone and host name of dom0.
+    #[serde(default)]
+    pub system: SystemAnswers,
+    /// The dom0 user.
+    pub user: UserAnswers,
+    /// Which default qubes first boot creates.
+    #[serde(default)]
+    pub qubes: QubesAnswers,
+    /// Consent to hardware warnings.
+    #[serde(default)]
+    pub hardware: HardwareAnswers,
+}
+
+/// The target disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskAnswers {
+    /// Whole disk to install onto, e.g. `/dev/nvme0n1` (see `partitioner list`).
+    pub device: String,
+    /// Consent to erase everything on the disk: must repeat `device` exactly.
+    pub erase: String,
+    /// File holding the LUKS2 passphrase (one trailing newline is ignored).
+    /// Unset: asked twice at the terminal. Never put the passphrase itself here.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Locale and identity of dom0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemAnswers {
+    /// Language (glibc locale), one of the installer's list, e.g. `en_US.UTF-8`.
+    pub language: String,
+    /// Console and X keyboard layout, one of the installer's list, e.g. `us`, `de`.
+    pub keyboard: String,
+    /// Time zone from the tz database, e.g. `Europe/Berlin` or `UTC`.
+    pub timezone: String,
+    /// Host name of dom0 (letters, digits and `-`, at most 63 characters).
+    pub hostname: String,
+}
+
+impl Default for SystemAnswers {
+    fn default() -> Self {
+        SystemAnswers {
+            language: "en_US.UTF-8".into(),
+            keyboard: "us".into(),
+            timezone: "UTC".into(),
+            hostname: "dom0".into(),
+        }
+    }
+}
+
+/// The dom0 user (member of `wheel` and `qubes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserAnswers {
+    /// Login name: lowercase letters, digits, `_` and `-`, starting with a letter.
+    pub name: String,
+    /// Full name shown at login.
+    #[serde(default)]
+    pub full_name: String,
+    /// File holding the user's password. Unset: asked twice at the terminal.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The default qubes (handed to first boot as `/etc/bulkhead/firstboot.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QubesAnswers {
+    /// Create sys-net, sys-firewall and default-dvm.
+    pub system_qubes: bool,
+    /// A separate sys-usb for the USB controllers (skipped automatically when
+    /// installing onto a USB disk: dom0 then keeps the controllers).
+    pub sys_usb: bool,
+    /// sys-net is a disposable of default-dvm.
+    pub disposable_sys_net: bool,
+    /// Create the default AppVMs work, personal, untrusted and vault
+    /// (first boot creates all four or none).
+    pub appvms: bool,
+}
+
+impl Default for QubesAnswers {
+    fn default() -> Self {
+        QubesAnswers {
+            system_qubes: true,
+            sys_usb: true,
+            disposable_sys_net: false,
+            appvms: true,
+        }
+    }
+}
+
+/// Hardware requirements that may be accepted despite a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardwareAnswers {
+    /// hcl-check requirement ids whose warning (or unknown result) you accept,
+    /// e.g. `["iommu", "ram"]`: `cpu-64bit`, `virtualization`, `iommu`, `ram`,
+    /// `disk`, `keyboard`. A failed requirement cannot be accepted.
+    pub accept_warnings: Vec<String>,
+}
+
+/// hcl-check's requirement ids.
+pub const REQUIREMENTS: &[&str] = &[
+    "cpu-64bit",
+    "virtualization",
+    "iommu",
+    "ram",
+    "disk",
+    "keyboard",
+];
+
+/// Languages offered (glibc locale names).
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("en_US.UTF-8", "English (United States)"),
+    ("en_GB.UTF-8", "English (United Kingdom)"),
+    ("de_DE.UTF-8", "Deutsch"),
+    ("fr_FR.UTF-8", "Français"),
+    ("es_ES.UTF-8", "Español"),
+    ("it_IT.UTF-8", "Italiano"),
+    ("nl_NL.UTF-8", "Nederlands"),
+    ("pl_PL.UTF-8", "Polski"),
+    ("pt_BR.UTF-8", "Português (Brasil)"),
+    ("ru_RU.UTF-8", "Русский"),
+    ("ja_JP.UTF-8", "日本語"),
+    ("zh_CN.UTF-8", "中文 (简体)"),
+];
+
+/// Keyboard layouts offered (console keymap = X layout names).
+pub const KEYBOARDS: &[(&str, &str)] = &[
+    ("us", "English (US)"),
+    ("gb", "English (UK)"),
+    ("de", "German"),
+    ("ch", "Swiss German"),
+    ("fr", "French"),
+    ("es", "Spanish"),
+    ("it", "Italian"),
+    ("nl", "Dutch"),
+    ("pl", "Polish"),
+    ("br", "Portuguese (Brazil)"),
+    ("ru", "Russian"),
+    ("jp", "Japanese"),
+    ("dvorak", "English (Dvorak)"),
+];
+
+/// Time zones offered on the screen (the answer file takes any tz name).
+pub const TIMEZONES: &[&str] = &[
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Europe/Amsterdam",
+    "Europe/Warsaw",
+    "Europe/Moscow",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+];
+
+/// Names a dom0 user may not take (system accounts of the payload).
+const RESERVED_USERS: &[&str] = &[
+    "root", "bin", "daemon", "adm", "lp", "sync", "shutdown", "halt", "mail", "operator", "games",
+    "ftp", "nobody", "qubes", "wheel", "dbus", "polkitd", "systemd",
+];
+
+/// An answer file that could not be used. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswersError {
+    #[error("{file}: {message}\nNothing was written; fix the answer file and run again.")]
+    Syntax { file: String, message: String },
+    #[error(
+        "{file}:{line}: `{field}`: {message}\nNothing was written; fix the answer file and run again."
+    )]
+    Invalid {
+        file: String,
+        line: usize,
+        field: String,
+        message: String,
+    },
+}
+
+/// One problem: the dotted field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn problem(field: &'static str, message: impl Into<String>) -> Problem {
+    Problem {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a host name (RFC 1123 label).
+pub fn check_hostname(h: &str) -> Result<(), String> {
+    if h.is_empty() || h.len() > 63 {
+        return Err("give 1 to 63 characters".into());
+    }
+    if !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || h.starts_with('-')
+        || h.ends_with('-')
+    {
+        return Err(format!(
+            "{h:?}: use letters, digits and '-' only, not at the start or end"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a login name.
+pub fn check_user_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > 32 {
+        return Err("give 1 to 32 characters".into());
+    }
+    let mut cs = n.chars();
+    let first_ok = cs.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{n:?}: start with a lowercase letter, then lowercase letters, digits, '_' or '-'"
+        ));
+    }
+    if RESERVED_USERS.contains(&n) {
+        return Err(format!("{n:?} is a system account; choose another name"));
+    }
+    Ok(())
+}
+
+/// Checks a tz database name's form (its existence is checked against the
+/// payload's zoneinfo at install time).
+pub fn check_timezone(tz: &str) -> Result<(), String> {
+    let ok = !tz.is_empty()
+        && !tz.starts_with('/')
+        && tz.split('/').all(|p| {
+            !p.is_empty()
+                && p != ".."
+                && p != "."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tz:?} is not a tz database name such as \"Europe/Berlin\" or \"UTC\""
+        ))
+    }
+}
+
+impl Answers {
+    /// Parses and validates an answer file; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, AnswersError> {
+        let answers: Answers = toml::from_str(text).map_err(|e| AnswersError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        if let Some(p) = answers.problems().into_iter().next() {
+            return Err(AnswersError::Invalid {
+                file: file.to_string(),
+                line: line_of(text, p.field),
+                field: p.field.to_string(),
+                message: p.message,
+            });
+        }
+        Ok(answers)
+    }
+
+    /// Every problem, in file order (empty: valid).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let d = &self.disk;
+        if !d.device.starts_with("/dev/") || d.device.len() <= 5 {
+            out.push(problem(
+                "disk.device",
+                format!(
+                    "{:?}: name a whole disk such as \"/dev/nvme0n1\" (see `partitioner list`)",
+                    d.device
+                ),
+            ));
+        }
+        if d.erase != d.device {
+            out.push(problem(
+                "disk.erase",
+                format!(
+                    "{:?} does not repeat disk.device {:?}; to consent to erasing it, write erase = {:?}",
+                    d.erase, d.device, d.device
+                ),
+            ));
+        }
+        if let Some(p) = &d.passphrase_file
+            && !p.is_absolute()
+        {
+            out.push(problem(
+                "disk.passphrase_file",
+                format!("{}: give an absolute path", p.display()),
+            ));
+        }
+        let s = &self.system;
+        if !LANGUAGES.iter().any(|(l, _)| *l == s.language) {
+            out.push(problem(
+                "system.language",
+                format!(
+                    "{:?} is not offered; use one of {}",
+                    s.language,
+                    LANGUAGES.iter().map(|l| l.0).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if !KEYBOARDS.iter().any(|(k, _)| *k == s.keyboard) {
+            out.push(problem(
+                "system.keyboard",
+                format!(
+                    "{:?} is not offered; use one of {}",
+                    s.keyboard,
+                    KEYBOARDS.iter().map(|l| l.0).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Err(m) = check_timezone(&s.timezone) {
+            out.push(problem("system.timezone", m));
+        }
+        if let Err(m) = check_hostname(&s.hostname) {
+            out.push(problem("system.hostname", m));
+        }
+        if let Err(m) = check_user_name(&self.user.name) {
+            out.push(problem("user.name", m));
+        }
+        if self.user.full_name.contains([':', '\n']) {
+            out.push(problem(
+                "user.full_name",
+                "must not contain ':' or a newline",
+            ));
+        }
+        if let Some(p) = &self.user.password_file
+            && !p.is_absolute()
+        {
+            out.push(problem(
+                "user.password_file",
+                format!("{}: give an absolute path", p.display()),
+            ));
+        }
+        if self.qubes.disposable_sys_net && !self.qubes.system_qubes {
+            out.push(problem(
+                "qubes.disposable_sys_net",
+                "needs system_qubes = true (there is no sys-net otherwise)",
+            ));
+        }
+        for id in &self.hardware.accept_warnings {
+            if !REQUIREMENTS.contains(&id.as_str()) {
+                out.push(problem(
+                    "hardware.accept_warnings",
+                    format!(
+                        "{id:?} is not a requirement; use {}",
+                        REQUIREMENTS.join(", ")
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The settings first boot reads, from these answers.
+    pub fn firstboot_settings(&self, installed_on_usb: bool) -> firstboot::settings::Settings {
+        use firstboot::settings::{Settings, UsbQube};
+        Settings {
+            system_qubes: self.qubes.system_qubes,
+            default_appvms: self.qubes.appvms,
+            usb_qube: if self.qubes.sys_usb {
+                UsbQube::Auto
+            } else {
+                UsbQube::None
+            },
+            disposable_sys_net: self.qubes.disposable_sys_net,
+            installed_on_usb,
+            ..Settings::default()
+        }
+    }
+}
+
+/// Where an unattended install's answer file is, when `--answers` is not
+/// given: `bulkhead.answers=PATH` on the kernel command line, else
+/// `answers.toml` at the top of the boot medium (mounted at `medium`).
+pub fn find_answers(cmdline: &str, medium: &std::path::Path) -> Option<PathBuf> {
+    if let Some(p) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bulkhead.answers="))
+    {
+        return Some(PathBuf::from(p));
+    }
+    let on_medium = medium.join("answers.toml");
+    on_medium.is_file().then_some(on_medium)
+}
+
+/// 1-based line of the dotted `field` in `text` (its nearest present parent
+/// when the key is absent; 1 when nothing is found).
+pub fn line_of(text: &str, field: &str) -> usize {
+    let path: Vec<&str> = field.split('.').collect();
+    let span = span_of(text, &path).unwrap_or(0..0);
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+fn span_of(text: &str, path: &[&str]) -> Option<Range<usize>> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut item = doc.as_item();
+    let mut best = None;
+    for key in path {
+        let Some(table) = item.as_table_like() else {
+            break;
+        };
+        let Some((k, next)) = table.get_key_value(key) else {
+            break;
+        };
+        best = k.span().or(best);
+        item = next;
+    }
+    best
+}
+
+/// The secrets of an install, kept apart from the answers: zeroized on drop,
+/// `Debug` prints `[REDACTED]`.
+#[derive(Debug)]
+pub struct Secrets {
+    pub passphrase: Passphrase,
+    /// The dom0 user's password, already hashed (SHA-512 crypt) for /etc/shadow.
+    pub password_hash: String,
+}
+
+/// Hashes a password for /etc/shadow (SHA-512 crypt, glibc's default rounds).
+pub fn hash_password(password: &[u8]) -> Result<String, String> {
+    let text =
+        std::str::from_utf8(password).map_err(|_| "the password is not UTF-8".to_string())?;
+    let params = sha_crypt::Sha512Params::new(5000).map_err(|e| format!("{e:?}"))?;
+    sha_crypt::sha512_simple(text, &params).map_err(|e| format!("{e:?}"))
+}
+
+/// How strong a passphrase looks: 0 (very weak) to 4 (strong), with advice.
+/// A rough estimate (length and character classes); it never blocks.
+pub fn strength(pass: &[u8]) -> (u8, &'static str) {
+    let len = std::str::from_utf8(pass)
+        .map(|s| s.chars().count())
+        .unwrap_or(pass.len());
+    let classes = [
+        pass.iter().any(|c| c.is_ascii_lowercase()),
+        pass.iter().any(|c| c.is_ascii_uppercase()),
+        pass.iter().any(|c| c.is_ascii_digit()),
+        pass.iter().any(|c| !c.is_ascii_alphanumeric()),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    let words = pass
+        .split(|c| *c == b' ' || *c == b'-')
+        .filter(|w| !w.is_empty())
+        .count();
+    let score = match len {
+        0..=7 => 0,
+        8..=11 => 1 + u8::from(classes >= 3),
+        12..=19 => 2 + u8::from(classes >= 3 || words >= 4),
+        _ => 3 + u8::from(classes >= 2 || words >= 5),
+    };
+    let advice = match score {
+        0 => "very weak: use at least 12 characters, better several words",
+        1 => "weak: make it longer; several unrelated words are easy to type",
+        2 => "fair: a few more characters or words make it much stronger",
+        3 => "good",
+        _ => "strong",
+    };
+    (score.min(4), advice)
+}
+
+/// The answer-file reference, a Markdown table derived from the structs'
+/// doc comments (kept in ANSWERS.md; a test checks it is current).
+pub fn reference_markdown() -> String {
+    let schema = serde_json::to_value(schemars::schema_for!(Answers)).unwrap_or_default();
+    let mut rows = Vec::new();
+    walk(&schema, &schema, "", &mut rows);
+    let mut out = String::from(
+        "# installer-tui answer file reference\n\n\
+         Generated from `installer-tui/src/config.rs` by `installer-tui --answers-reference`; \
+         a test keeps it current. See `examples/answers.toml`.\n\n\
+         | key | type | default | meaning |\n|---|---|---|---|\n",
+    );
+    for (key, ty, default, doc) in rows {
+        out.push_str(&format!("| `{key}` | {ty} | {default} | {doc} |\n"));
+    }
+    out.push_str("\n## Values offered\n\n`system.language`: ");
+    out.push_str(
+        &LANGUAGES
+            .iter()
+            .map(|(c, n)| format!("`{c}` ({n})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(".\n\n`system.keyboard`: ");
+    out.push_str(
+        &KEYBOARDS
+            .iter()
+            .map(|(c, n)| format!("`{c}` ({n})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(".\n\n`hardware.accept_warnings`: ");
+    out.push_str(
+        &REQUIREMENTS
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(".\n");
+    out
+}
+
+fn resolve<'a>(root: &'a serde_json::Value, v: &'a serde_json::Value) -> &'a serde_json::Value {
+    if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        if let Some(def) = root.get("$defs").and_then(|d| d.get(name)) {
+            return def;
+        }
+    }
+    v
+}
+
+fn walk(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    prefix: &str,
+    rows: &mut Vec<(String, String, String, String)>,
+) {
+    let node = resolve(root, node);
+    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    let required: Vec<&str> = node
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for (name, prop) in props {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let target = resolve(root, prop);
+        let doc = prop
+            .get("description")
+            .or_else(|| target.get("description"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("")
+            .replace('\n', " ");
+        let ty = match target.get("type") {
+            Some(serde_json::Value::String(t)) if t == "array" => "list of strings".to_string(),
+            Some(serde_json::Value::String(t)) if t == "object" => "table".to_string(),
+            Some(serde_json::Value::String(t)) => t.clone(),
+            Some(serde_json::Value::Array(ts)) => ts
+                .iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| *t != "null")
+                .collect::<Vec<_>>()
+                .join(" or "),
+            _ => "table".to_string(),
+        };
+        let is_table = target.get("properties").is_some();
+        let default = match prop.get("default") {
+            Some(serde_json::Value::Null) => "unset".into(),
+            Some(_) if is_table => "see its keys".into(),
+            Some(d) => format!("`{d}`"),
+            None if required.contains(&name.as_str()) => "required".into(),
+            None => "unset".into(),
+        };
+        rows.push((key.clone(), ty, default, doc));
+        walk(root, target, &key, rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const GOOD: &str = r#"[disk]
+device = "/dev/nvme0n1"
+erase = "/dev/nvme0n1"
+passphrase_file = "/run/pass"
+
+[system]
+timezone = "Europe/Berlin"
+keyboard = "de"
+
+[user]
+name = "alice"
+
+[hardware]
+accept_warnings = ["iommu"]
+"#;
+
+    #[test]
+    fn good_answers_parse_with_defaults() {
+        let a = Answers::parse(GOOD, "a.toml").unwrap();
+        assert_eq!(a.system.language, "en_US.UTF-8");
+        assert_eq!(a.system.hostname, "dom0");
+        assert!(a.qubes.sys_usb && a.qubes.appvms && !a.qubes.disposable_sys_net);
+        assert_eq!(a.hardware.accept_warnings, ["iommu"]);
+    }
+
+    #[test]
+    fn unknown_key_and_missing_section_are_syntax_errors_with_line() {
+        let e = Answers::parse(
+            &GOOD.replace("[user]\n", "[user]\npassword = \"x\"\n"),
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("password") && e.contains("line 11"), "{e}");
+        let e = Answers::parse(&GOOD.replace("[user]\nname = \"alice\"\n", ""), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user"), "{e}");
+    }
+
+    #[test]
+    fn every_rule_names_field_and_line() {
+        let cases = [
+            (
+                GOOD.replace("erase = \"/dev/nvme0n1\"", "erase = \"/dev/sda\""),
+                "disk.erase",
+                3,
+            ),
+            (
+                GOOD.replace(
+                    "device = \"/dev/nvme0n1\"\nerase = \"/dev/nvme0n1\"",
+                    "device = \"nvme\"\nerase = \"nvme\"",
+                ),
+                "disk.device",
+                2,
+            ),
+            (
+                GOOD.replace("\"/run/pass\"", "\"pass.txt\""),
+                "disk.passphrase_file",
+                4,
+            ),
+            (GOOD.replace("\"de\"", "\"klingon\""), "system.keyboard", 8),
+            (
+                GOOD.replace("\"Europe/Berlin\"", "\"../etc/passwd\""),
+                "system.timezone",
+                7,
+            ),
+            (
+                GOOD.replace("keyboard", "hostname = \"-x\"\nkeyboard"),
+                "system.hostname",
+                8,
+            ),
+            (
+                GOOD.replace("keyboard", "language = \"xx\"\nkeyboard"),
+                "system.language",
+                8,
+            ),
+            (GOOD.replace("\"alice\"", "\"root\""), "user.name", 11),
+            (GOOD.replace("\"alice\"", "\"Alice\""), "user.name", 11),
+            (
+                GOOD.replace(
+                    "name = \"alice\"",
+                    "name = \"alice\"\npassword_file = \"p\"",
+                ),
+                "user.password_file",
+                12,
+            ),
+            (
+                GOOD.replace("name = \"alice\"", "name = \"alice\"\nfull_name = \"a:b\""),
+                "user.full_name",
+                12,
+            ),
+            (
+                GOOD.replace("[\"iommu\"]", "[\"iommmu\"]"),
+                "hardware.accept_warnings",
+                14,
+            ),
+            (
+                format!("{GOOD}[qubes]\nsystem_qubes = false\ndisposable_sys_net = true\n"),
+                "qubes.disposable_sys_net",
+                17,
+            ),
+        ];
+        for (text, field, line) in cases {
+            match Answers::parse(&text, "a.toml") {
+                Err(AnswersError::Invalid {
+                    field: f, line: l, ..
+                }) => {
+                    assert_eq!((f.as_str(), l), (field, line), "{text}")
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn firstboot_settings_follow_the_answers_and_parse_back() {
+        let mut a = Answers::parse(GOOD, "a").unwrap();
+        a.qubes.sys_usb = false;
+        a.qubes.disposable_sys_net = true;
+        a.qubes.appvms = false;
+        let s = a.firstboot_settings(true);
+        let text = toml::to_string(&s).unwrap();
+        let back =
+            firstboot::settings::Settings::from_toml(&text, std::path::Path::new("t")).unwrap();
+        assert_eq!(back.usb_qube, firstboot::settings::UsbQube::None);
+        assert!(back.disposable_sys_net && !back.default_appvms && back.installed_on_usb);
+    }
+
+    #[test]
+    fn strength_grows_with_length_and_variety() {
+        assert_eq!(strength(b"abc").0, 0);
+        assert!(strength(b"correct horse battery staple").0 >= 3);
+        assert!(strength(b"Tr0ub4dor&3xyz").0 > strength(b"troubadorxyz").0);
+    }
+
+    #[test]
+    fn password_hash_is_sha512_crypt_and_checks() {
+        let h = hash_password(b"s3cret").unwrap();
+        assert!(h.starts_with("$6$"), "{h}");
+        sha_crypt::sha512_check("s3cret", &h).unwrap();
+        assert!(sha_crypt::sha512_check("other", &h).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,300}") {
+            let _ = Answers::parse(&s, "x");
+        }
+        #[test]
+        fn parse_never_panics_on_near_valid(cut in 0usize..300, junk in "[\\[\\]=\" a-z\n]{0,20}") {
+            let mut t = GOOD.to_string();
+            let at = cut.min(t.len());
+            t.insert_str(at, &junk);
+            let _ = Answers::parse(&t, "x");
+        }
+    }
+}

@@ -1,0 +1,926 @@
+//! The install engine, shared by the TUI and unattended installs.
+//!
+//! Order: hardware gate ([`hardware_gate`], over hcl-check's verdicts) →
+//! plan (partitioner) → partition (partitioner's `apply`, the only code that
+//! writes to a disk) → payload copy → system files → bootloader → first-boot
+//! settings → log → unmount and close. Everything after partitioning runs on
+//! a mounted target root directory through the [`Target`] trait, so the file
+//! writing is tested on a plain directory; [`DiskTarget`] is the real one
+//! (mount, chroot, grub-install). Progress events carry the stage, overall
+//! percent and an ETA. The log holds no secret: only what [`Log::line`] is
+//! given, and no caller gives it the passphrase or password.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hcl_check::{Report, Status};
+use partitioner::apply::partition_path;
+use partitioner::plan::Role;
+use partitioner::{Inventory, Plan, Refusal};
+
+use crate::config::{Answers, Secrets};
+
+/// Where the install log goes on the target.
+pub const LOG_PATH: &str = "var/log/bulkhead/install.log";
+
+/// The stages, in order, with their share of the whole install (percent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Hardware,
+    Plan,
+    Partition,
+    Payload,
+    Configure,
+    Bootloader,
+    Firstboot,
+    Finish,
+}
+
+pub const STAGES: [Stage; 8] = [
+    Stage::Hardware,
+    Stage::Plan,
+    Stage::Partition,
+    Stage::Payload,
+    Stage::Configure,
+    Stage::Bootloader,
+    Stage::Firstboot,
+    Stage::Finish,
+];
+
+impl Stage {
+    pub fn title(self) -> &'static str {
+        match self {
+            Stage::Hardware => "Checking the hardware",
+            Stage::Plan => "Planning the disk layout",
+            Stage::Partition => "Partitioning and encrypting the disk",
+            Stage::Payload => "Copying the system",
+            Stage::Configure => "Writing the system configuration",
+            Stage::Bootloader => "Installing the bootloader",
+            Stage::Firstboot => "Handing over the first-boot settings",
+            Stage::Finish => "Unmounting and closing the disk",
+        }
+    }
+    /// Share of the whole install time, in percent (sums to 100).
+    pub fn weight(self) -> u32 {
+        match self {
+            Stage::Hardware => 1,
+            Stage::Plan => 1,
+            Stage::Partition => 15,
+            Stage::Payload => 65,
+            Stage::Configure => 3,
+            Stage::Bootloader => 12,
+            Stage::Firstboot => 1,
+            Stage::Finish => 2,
+        }
+    }
+}
+
+/// One progress report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub stage: Stage,
+    /// Overall percent, 0..=100.
+    pub percent: u8,
+    /// Estimated time left (none before any progress).
+    pub eta: Option<Duration>,
+    /// A log line for the log pane.
+    pub message: String,
+}
+
+/// Overall percent when `within` percent of `stage` is done.
+pub fn overall_percent(stage: Stage, within: u8) -> u8 {
+    let before: u32 = STAGES
+        .iter()
+        .take_while(|s| **s != stage)
+        .map(|s| s.weight())
+        .sum();
+    let p = before + stage.weight() * u32::from(within.min(100)) / 100;
+    p.min(100) as u8
+}
+
+/// Time left at `percent` after `elapsed`, assuming the weights hold.
+pub fn eta(elapsed: Duration, percent: u8) -> Option<Duration> {
+    if percent == 0 {
+        return None;
+    }
+    let p = f64::from(percent.min(100));
+    Some(elapsed.mul_f64((100.0 - p) / p))
+}
+
+/// Why an install stopped. Each names the stage; nothing after it ran.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "hardware check: {0}\nBulkhead cannot run on this machine; see `hcl-check` for details."
+    )]
+    HardwareFails(String),
+    #[error(
+        "hardware check: warnings not accepted: {0}\nAccept them (hardware.accept_warnings in the answer file, or on the hardware screen) or use other hardware."
+    )]
+    NotAccepted(String),
+    #[error("planning: {0}")]
+    Refused(#[from] Refusal),
+    #[error("{stage:?}: {message}")]
+    Stage { stage: Stage, message: String },
+}
+
+impl InstallError {
+    pub fn stage(&self) -> Stage {
+        match self {
+            InstallError::HardwareFails(_) | InstallError::NotAccepted(_) => Stage::Hardware,
+            InstallError::Refused(_) => Stage::Plan,
+            InstallError::Stage { stage, .. } => *stage,
+        }
+    }
+}
+
+fn stage_err(stage: Stage) -> impl Fn(String) -> InstallError {
+    move |message| InstallError::Stage { stage, message }
+}
+
+fn io_msg(what: &str, path: &Path, e: io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+/// Fail verdicts block; warn and unknown verdicts need their id in `accepted`.
+pub fn hardware_gate(report: &Report, accepted: &[String]) -> Result<(), InstallError> {
+    let fails: Vec<String> = report
+        .verdicts
+        .iter()
+        .filter(|v| v.status == Status::Fail)
+        .map(|v| format!("{} ({})", v.requirement, v.reason))
+        .collect();
+    if !fails.is_empty() {
+        return Err(InstallError::HardwareFails(fails.join("; ")));
+    }
+    let open: Vec<&str> = needs_consent(report)
+        .into_iter()
+        .filter(|id| !accepted.iter().any(|a| a == id))
+        .collect();
+    if !open.is_empty() {
+        return Err(InstallError::NotAccepted(open.join(", ")));
+    }
+    Ok(())
+}
+
+/// Requirement ids that need consent (warn or unknown).
+pub fn needs_consent(report: &Report) -> Vec<&'static str> {
+    report
+        .verdicts
+        .iter()
+        .filter(|v| matches!(v.status, Status::Warn | Status::Unknown))
+        .map(|v| v.id)
+        .collect()
+}
+
+/// What the person accepts with a warning on `id`.
+pub fn consequence(id: &str) -> &'static str {
+    match id {
+        "iommu" => {
+            "Without a working IOMMU, sys-net and sys-usb cannot be isolated: a compromised network or USB device can reach dom0's memory."
+        }
+        "virtualization" => {
+            "Without hardware virtualization, qubes run slowly or not at all (no HVM qubes)."
+        }
+        "ram" => "With this little memory only a few qubes fit at once; the system will be slow.",
+        "disk" => "The disk may be too small for templates and qubes.",
+        "keyboard" => {
+            "Only USB keyboards were found: with sys-usb, dom0 could lose its keyboard; sys-usb is then skipped."
+        }
+        "cpu-64bit" => "The CPU may not be able to run Xen at all.",
+        _ => "The installer cannot tell what this affects.",
+    }
+}
+
+/// The machine the installer sees: hcl-check's report and the partitioner's
+/// inventory, live or from a recorded fixture directory.
+#[derive(Debug, Clone)]
+pub struct MachineData {
+    pub report: Report,
+    pub inventory: Inventory,
+}
+
+impl MachineData {
+    /// From this machine.
+    pub fn live() -> Result<Self, String> {
+        let report = hcl_check::Probe::default()
+            .report()
+            .map_err(|e| format!("hardware probe: {e}"))?;
+        let inventory =
+            partitioner::discover_system().map_err(|e| format!("disk discovery: {e}"))?;
+        Ok(MachineData { report, inventory })
+    }
+
+    /// From a fixture: `DIR/hcl` is an hcl-check capture (with its
+    /// `cpuid.txt`), `DIR/disks/root` a root for the partitioner's discovery
+    /// and `DIR/disks/lsblk.json` its recorded `lsblk --json -O -b`.
+    pub fn fixture(dir: &Path) -> Result<Self, String> {
+        let report = hcl_check::Probe::new(dir.join("hcl"))
+            .report()
+            .map_err(|e| format!("hardware fixture {}: {e}", dir.display()))?;
+        let lsblk_path = dir.join("disks/lsblk.json");
+        let lsblk =
+            fs::read_to_string(&lsblk_path).map_err(|e| io_msg("reading", &lsblk_path, e))?;
+        let inventory = partitioner::discover(&dir.join("disks/root"), &lsblk)
+            .map_err(|e| format!("disk fixture {}: {e}", dir.display()))?;
+        Ok(MachineData { report, inventory })
+    }
+}
+
+/// Collects the install log (no secrets are ever passed in).
+#[derive(Debug, Default, Clone)]
+pub struct Log {
+    pub lines: Vec<String>,
+}
+
+impl Log {
+    pub fn line(&mut self, s: impl Into<String>) {
+        self.lines.push(s.into());
+    }
+    pub fn text(&self) -> String {
+        let mut t = self.lines.join("\n");
+        t.push('\n');
+        t
+    }
+}
+
+/// The installed system's payload: a directory tree or a squashfs image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Dir(PathBuf),
+    Squashfs(PathBuf),
+}
+
+impl Payload {
+    /// A directory is copied; anything else is taken for a squashfs image.
+    pub fn at(path: &Path) -> Self {
+        if path.is_dir() {
+            Payload::Dir(path.to_path_buf())
+        } else {
+            Payload::Squashfs(path.to_path_buf())
+        }
+    }
+}
+
+/// Copies the payload into `root`: a directory with modes and symlinks
+/// (by hand: std has no recursive copy keeping symlinks), a squashfs image
+/// with `unsquashfs` (squashfs-tools), keeping owners and xattrs.
+pub fn copy_payload(payload: &Payload, root: &Path, log: &mut Log) -> Result<u64, String> {
+    match payload {
+        Payload::Dir(src) => {
+            let mut n = 0;
+            copy_tree(src, root, &mut n)?;
+            log.line(format!("copied {n} entries from {}", src.display()));
+            Ok(n)
+        }
+        Payload::Squashfs(img) => {
+            let out = Command::new("unsquashfs")
+                .args(["-f", "-n", "-d"])
+                .arg(root)
+                .arg(img)
+                .output()
+                .map_err(|e| format!("running unsquashfs on {}: {e}", img.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "unsquashfs {} failed: {}",
+                    img.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            log.line(format!(
+                "unpacked {} into {}",
+                img.display(),
+                root.display()
+            ));
+            Ok(0)
+        }
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path, n: &mut u64) -> Result<(), String> {
+    let meta = fs::symlink_metadata(src).map_err(|e| io_msg("reading", src, e))?;
+    fs::create_dir_all(dst).map_err(|e| io_msg("creating", dst, e))?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(meta.permissions().mode()))
+        .map_err(|e| io_msg("setting the mode of", dst, e))?;
+    let entries = fs::read_dir(src).map_err(|e| io_msg("listing", src, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_msg("listing", src, e))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let m = fs::symlink_metadata(&from).map_err(|e| io_msg("reading", &from, e))?;
+        let ft = m.file_type();
+        *n += 1;
+        if ft.is_dir() {
+            copy_tree(&from, &to, n)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&from).map_err(|e| io_msg("reading link", &from, e))?;
+            let _ = fs::remove_file(&to);
+            symlink(&target, &to).map_err(|e| io_msg("creating link", &to, e))?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to).map_err(|e| io_msg("copying to", &to, e))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(m.permissions().mode()))
+                .map_err(|e| io_msg("setting the mode of", &to, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Facts about the target the configuration files need.
+#[derive(Debug, Clone)]
+pub struct TargetFacts {
+    /// The LUKS2 UUID (from the plan) and its mapper name.
+    pub luks_uuid: String,
+    pub mapper: String,
+    pub root_dev: String,
+    pub swap_dev: String,
+    pub boot_uuid: String,
+    pub esp_uuid: String,
+}
+
+impl TargetFacts {
+    pub fn of(plan: &Plan) -> Self {
+        let lv = |name: &str| {
+            format!(
+                "/dev/mapper/{}-{}",
+                plan.lvm.vg.replace('-', "--"),
+                name.replace('-', "--")
+            )
+        };
+        let vid = partitioner::apply::esp_volume_id(plan);
+        TargetFacts {
+            luks_uuid: plan.luks.uuid.to_string(),
+            mapper: plan.luks.mapper_name.clone(),
+            root_dev: lv(&plan.lvm.root_lv),
+            swap_dev: lv(&plan.lvm.swap_lv),
+            boot_uuid: plan.partition(Role::Boot).guid.to_string(),
+            esp_uuid: format!("{:04X}-{:04X}", vid >> 16, vid & 0xffff),
+        }
+    }
+}
+
+fn write(root: &Path, rel: &str, text: &str, mode: u32) -> Result<(), String> {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_msg("creating", parent, e))?;
+    }
+    fs::write(&p, text).map_err(|e| io_msg("writing", &p, e))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+        .map_err(|e| io_msg("setting the mode of", &p, e))
+}
+
+fn append_line(root: &Path, rel: &str, line: &str, mode: u32) -> Result<(), String> {
+    let p = root.join(rel);
+    let mut text = fs::read_to_string(&p).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    write(root, rel, &text, mode)
+}
+
+/// Adds the user to `group` in /etc/group (creating the group if absent).
+fn add_to_group(root: &Path, group: &str, user: &str) -> Result<(), String> {
+    let p = root.join("etc/group");
+    let text = fs::read_to_string(&p).unwrap_or_default();
+    let mut found = false;
+    let mut out = String::new();
+    let mut max_gid = 999;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if let Some(g) = f.get(2).and_then(|g| g.parse::<u32>().ok())
+            && g < 60000
+        {
+            max_gid = max_gid.max(g);
+        }
+        if f.first() == Some(&group) && f.len() == 4 {
+            found = true;
+            let members: Vec<&str> = f[3].split(',').filter(|m| !m.is_empty()).collect();
+            let mut m = members.clone();
+            if !m.contains(&user) {
+                m.push(user);
+            }
+            out.push_str(&format!("{}:{}:{}:{}\n", f[0], f[1], f[2], m.join(",")));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !found {
+        out.push_str(&format!("{group}:x:{}:{user}\n", max_gid + 1));
+    }
+    write(root, "etc/group", &out, 0o644)
+}
+
+/// The first free uid from 1000 in /etc/passwd.
+fn next_uid(root: &Path) -> u32 {
+    let text = fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let used: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    (1000..60000).find(|u| !used.contains(u)).unwrap_or(1000)
+}
+
+/// Writes fstab, crypttab, hostname, locale, keyboard, time zone and the
+/// dom0 user into the mounted target `root`.
+pub fn configure(
+    root: &Path,
+    answers: &Answers,
+    secrets: &Secrets,
+    facts: &TargetFacts,
+    log: &mut Log,
+) -> Result<(), String> {
+    let s = &answers.system;
+    write(
+        root,
+        "etc/fstab",
+        &format!(
+            "# Written by the Bulkhead installer.\n\
+             {root_dev} / ext4 defaults,x-systemd.device-timeout=0 1 1\n\
+             UUID={boot} /boot ext4 defaults 1 2\n\
+             UUID={esp} /boot/efi vfat umask=0077,shortname=winnt 0 2\n\
+             {swap} none swap defaults 0 0\n",
+            root_dev = facts.root_dev,
+            boot = facts.boot_uuid,
+            esp = facts.esp_uuid,
+            swap = facts.swap_dev,
+        ),
+        0o644,
+    )?;
+    write(
+        root,
+        "etc/crypttab",
+        &format!(
+            "{} UUID={} none discard,x-initrd.attach\n",
+            facts.mapper, facts.luks_uuid
+        ),
+        0o600,
+    )?;
+    write(root, "etc/hostname", &format!("{}\n", s.hostname), 0o644)?;
+    write(
+        root,
+        "etc/hosts",
+        &format!(
+            "127.0.0.1 localhost {h}\n::1 localhost {h}\n",
+            h = s.hostname
+        ),
+        0o644,
+    )?;
+    write(
+        root,
+        "etc/locale.conf",
+        &format!("LANG={}\n", s.language),
+        0o644,
+    )?;
+    write(
+        root,
+        "etc/default/locale",
+        &format!("LANG={}\n", s.language),
+        0o644,
+    )?;
+    write(
+        root,
+        "etc/vconsole.conf",
+        &format!("KEYMAP={}\n", s.keyboard),
+        0o644,
+    )?;
+    write(
+        root,
+        "etc/default/keyboard",
+        &format!(
+            "XKBMODEL=\"pc105\"\nXKBLAYOUT=\"{}\"\nXKBVARIANT=\"\"\nXKBOPTIONS=\"\"\n",
+            s.keyboard
+        ),
+        0o644,
+    )?;
+    let zone = root.join("usr/share/zoneinfo").join(&s.timezone);
+    if !zone.is_file() {
+        return Err(format!(
+            "time zone {:?} is not in the installed system's {}; choose another",
+            s.timezone,
+            root.join("usr/share/zoneinfo").display()
+        ));
+    }
+    let lt = root.join("etc/localtime");
+    let _ = fs::remove_file(&lt);
+    symlink(format!("../usr/share/zoneinfo/{}", s.timezone), &lt)
+        .map_err(|e| io_msg("linking", &lt, e))?;
+    write(root, "etc/timezone", &format!("{}\n", s.timezone), 0o644)?;
+
+    let u = &answers.user;
+    let uid = next_uid(root);
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    if passwd
+        .lines()
+        .any(|l| l.split(':').next() == Some(u.name.as_str()))
+    {
+        return Err(format!(
+            "user {:?} already exists in the installed system; choose another name",
+            u.name
+        ));
+    }
+    append_line(
+        root,
+        "etc/passwd",
+        &format!(
+            "{n}:x:{uid}:{uid}:{full}:/home/{n}:/bin/bash",
+            n = u.name,
+            full = u.full_name
+        ),
+        0o644,
+    )?;
+    append_line(
+        root,
+        "etc/shadow",
+        &format!("{}:{}:19000:0:99999:7:::", u.name, secrets.password_hash),
+        0o640,
+    )?;
+    append_line(
+        root,
+        "etc/group",
+        &format!("{n}:x:{uid}:", n = u.name),
+        0o644,
+    )?;
+    add_to_group(root, "wheel", &u.name)?;
+    add_to_group(root, "qubes", &u.name)?;
+    let home = root.join("home").join(&u.name);
+    fs::create_dir_all(&home).map_err(|e| io_msg("creating", &home, e))?;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_msg("setting the mode of", &home, e))?;
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).map_err(|e| io_msg("chown", &home, e))?;
+    log.line(format!(
+        "configured hostname {}, {}, keyboard {}, time zone {}, user {} (uid {uid}, groups wheel, qubes)",
+        s.hostname, s.language, s.keyboard, s.timezone, u.name
+    ));
+    Ok(())
+}
+
+/// GRUB's menu on the target: Xen (multiboot2) with the dom0 kernel, the
+/// LUKS2 volume unlocked by the initramfs (`rd.luks.uuid`) and LVM root.
+pub fn grub_cfg(facts: &TargetFacts, xen: &str, kernel: &str, initrd: &str) -> String {
+    format!(
+        "# Written by the Bulkhead installer.\n\
+         set timeout=5\n\
+         set default=0\n\
+         insmod part_gpt\n\
+         insmod ext2\n\
+         search --no-floppy --fs-uuid --set=root {boot}\n\
+         menuentry 'Bulkhead (Xen)' {{\n\
+         \tinsmod multiboot2\n\
+         \tmultiboot2 /{xen} placeholder console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096\n\
+         \tmodule2 /{kernel} placeholder root={root} ro rd.luks.uuid=luks-{luks} rd.lvm.lv={vg_root} rd.lvm.lv={vg_swap} rhgb quiet\n\
+         \tmodule2 --nounzip /{initrd}\n\
+         }}\n",
+        boot = facts.boot_uuid,
+        root = facts.root_dev,
+        luks = facts.luks_uuid,
+        vg_root = "qubes_dom0/root",
+        vg_swap = "qubes_dom0/swap",
+    )
+}
+
+/// The commands, run inside the target (chroot), that install GRUB for BIOS
+/// (core image in the BIOS boot partition) and UEFI (the removable fallback
+/// path EFI/BOOT/BOOTX64.EFI; an NVRAM entry only when booted by UEFI) and
+/// rebuild the initramfs with the LUKS/LVM unlock.
+pub fn bootloader_commands(disk: &str, uefi_booted: bool) -> Vec<Vec<String>> {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut c = vec![
+        v(&["grub-install", "--target=i386-pc", "--recheck", disk]),
+        v(&[
+            "grub-install",
+            "--target=x86_64-efi",
+            "--efi-directory=/boot/efi",
+            "--bootloader-id=bulkhead",
+            "--removable",
+            "--no-nvram",
+        ]),
+    ];
+    if uefi_booted {
+        c.push(v(&[
+            "efibootmgr",
+            "--create",
+            "--disk",
+            disk,
+            "--part",
+            "2",
+            "--label",
+            "Bulkhead",
+            "--loader",
+            "\\EFI\\BOOT\\BOOTX64.EFI",
+        ]));
+    }
+    c.push(v(&["update-initramfs", "-u", "-k", "all"]));
+    c
+}
+
+/// The disk and the mounted target, as the engine uses them.
+pub trait Target {
+    /// Partitions, formats and mounts; returns the mounted root.
+    fn prepare(&mut self, plan: &Plan, secrets: &Secrets, log: &mut Log)
+    -> Result<PathBuf, String>;
+    /// Runs a command inside the target root.
+    fn run_in_target(&mut self, root: &Path, argv: &[String], log: &mut Log) -> Result<(), String>;
+    /// Whether this machine was booted by UEFI.
+    fn uefi_booted(&self) -> bool;
+    /// Unmounts and closes everything `prepare` opened.
+    fn finish(&mut self, log: &mut Log) -> Result<(), String>;
+}
+
+/// Runs one install. `events` receives progress; nothing is written before
+/// the hardware gate and the plan succeeded.
+pub fn install(
+    answers: &Answers,
+    secrets: &Secrets,
+    machine: &MachineData,
+    payload: &Payload,
+    target: &mut dyn Target,
+    events: &mut dyn FnMut(Event),
+) -> Result<Log, (InstallError, Log)> {
+    let started = Instant::now();
+    let mut log = Log::default();
+    let mut emit = |log: &mut Log, stage: Stage, within: u8, message: String| {
+        log.line(format!("[{stage:?}] {message}"));
+        let percent = overall_percent(stage, within);
+        events(Event {
+            stage,
+            percent,
+            eta: eta(started.elapsed(), percent),
+            message,
+        });
+    };
+    macro_rules! tryst {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    let e: InstallError = e;
+                    log.line(format!("FAILED: {e}"));
+                    return Err((e, log));
+                }
+            }
+        };
+    }
+    emit(&mut log, Stage::Hardware, 0, "checking requirements".into());
+    tryst!(hardware_gate(
+        &machine.report,
+        &answers.hardware.accept_warnings
+    ));
+    for v in &machine.report.verdicts {
+        log.line(format!(
+            "  {} {}: {}",
+            v.status.label(),
+            v.requirement,
+            v.measured
+        ));
+    }
+    emit(
+        &mut log,
+        Stage::Plan,
+        0,
+        format!("planning {}", answers.disk.device),
+    );
+    let plan =
+        tryst!(Plan::new(&machine.inventory, &answers.disk.device).map_err(InstallError::from));
+    for l in plan.to_string().lines() {
+        log.line(format!("  {l}"));
+    }
+    let disk = tryst!(
+        machine
+            .inventory
+            .disk(&answers.disk.device)
+            .cloned()
+            .ok_or_else(|| InstallError::from(Refusal::NotFound {
+                disk: answers.disk.device.clone()
+            }))
+    );
+    emit(
+        &mut log,
+        Stage::Partition,
+        0,
+        format!("erasing {}", disk.describe()),
+    );
+    let root = tryst!(
+        target
+            .prepare(&plan, secrets, &mut log)
+            .map_err(stage_err(Stage::Partition))
+    );
+    emit(&mut log, Stage::Payload, 0, format!("copying {payload:?}"));
+    tryst!(copy_payload(payload, &root, &mut log).map_err(stage_err(Stage::Payload)));
+    let facts = TargetFacts::of(&plan);
+    emit(
+        &mut log,
+        Stage::Configure,
+        0,
+        "fstab, crypttab, hostname, locale, user".into(),
+    );
+    tryst!(
+        configure(&root, answers, secrets, &facts, &mut log).map_err(stage_err(Stage::Configure))
+    );
+    emit(
+        &mut log,
+        Stage::Bootloader,
+        0,
+        "GRUB for BIOS and UEFI, initramfs".into(),
+    );
+    let cfg = grub_cfg(&facts, "xen.gz", "vmlinuz", "initrd.img");
+    tryst!(write(&root, "boot/grub/grub.cfg", &cfg, 0o644).map_err(stage_err(Stage::Bootloader)));
+    for cmd in bootloader_commands(&plan.disk.path, target.uefi_booted()) {
+        log.line(format!("  running {}", cmd.join(" ")));
+        tryst!(
+            target
+                .run_in_target(&root, &cmd, &mut log)
+                .map_err(stage_err(Stage::Bootloader))
+        );
+    }
+    emit(
+        &mut log,
+        Stage::Firstboot,
+        0,
+        "writing /etc/bulkhead/firstboot.toml".into(),
+    );
+    let on_usb = disk.transport == partitioner::discover::Transport::Usb;
+    let settings = answers.firstboot_settings(on_usb);
+    let text = tryst!(
+        toml::to_string(&settings)
+            .map_err(|e| e.to_string())
+            .map_err(stage_err(Stage::Firstboot))
+    );
+    tryst!(
+        write(&root, firstboot::settings::SETTINGS_PATH, &text, 0o644)
+            .map_err(stage_err(Stage::Firstboot))
+    );
+    emit(
+        &mut log,
+        Stage::Finish,
+        0,
+        "writing the log, unmounting".into(),
+    );
+    log.line(format!(
+        "install finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    tryst!(write(&root, LOG_PATH, &log.text(), 0o600).map_err(stage_err(Stage::Finish)));
+    tryst!(target.finish(&mut log).map_err(stage_err(Stage::Finish)));
+    emit(&mut log, Stage::Finish, 100, "done".into());
+    Ok(log)
+}
+
+/// The real target: the partitioner's apply on the disk (LUKS and LVM left
+/// open), the file systems mounted below `mountpoint`, commands run with
+/// `chroot` after binding /dev, /proc and /sys.
+pub struct DiskTarget {
+    pub mountpoint: PathBuf,
+    pub pbkdf: partitioner::luks::Pbkdf,
+    mounted: Vec<PathBuf>,
+    disk: Option<PathBuf>,
+}
+
+impl DiskTarget {
+    pub fn new(mountpoint: PathBuf, pbkdf: partitioner::luks::Pbkdf) -> Self {
+        DiskTarget {
+            mountpoint,
+            pbkdf,
+            mounted: Vec::new(),
+            disk: None,
+        }
+    }
+
+    fn mount(&mut self, args: &[&str], dev: &Path, at: &Path) -> Result<(), String> {
+        fs::create_dir_all(at).map_err(|e| io_msg("creating", at, e))?;
+        let out = Command::new("mount")
+            .args(args)
+            .arg(dev)
+            .arg(at)
+            .output()
+            .map_err(|e| format!("running mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount {} on {}: {}",
+                dev.display(),
+                at.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        self.mounted.push(at.to_path_buf());
+        Ok(())
+    }
+}
+
+impl Target for DiskTarget {
+    fn prepare(
+        &mut self,
+        plan: &Plan,
+        secrets: &Secrets,
+        log: &mut Log,
+    ) -> Result<PathBuf, String> {
+        let disk = PathBuf::from(&plan.disk.path);
+        let inv = partitioner::discover_system().map_err(|e| e.to_string())?;
+        partitioner::refuse::check_apply(plan, &inv, &plan.disk.path).map_err(|e| e.to_string())?;
+        let mut lines = Vec::new();
+        let mut progress = |p: &partitioner::apply::Progress| {
+            lines.push(format!(
+                "  partitioner {}/{} {}: {:?}",
+                p.index + 1,
+                p.total,
+                p.step.name(),
+                p.event
+            ));
+        };
+        let out = partitioner::apply::run(
+            plan,
+            &disk,
+            &secrets.passphrase,
+            partitioner::apply::Options {
+                pbkdf: self.pbkdf,
+                restart: false,
+                stop_after: None,
+                close: false,
+                progress: &mut progress,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        for l in lines {
+            log.line(l);
+        }
+        self.disk = Some(disk.clone());
+        let root = self.mountpoint.clone();
+        self.mount(&[], Path::new(&out.root), &root)?;
+        self.mount(
+            &[],
+            &partition_path(&disk, Role::Boot, plan),
+            &root.join("boot"),
+        )?;
+        self.mount(
+            &[],
+            &partition_path(&disk, Role::Esp, plan),
+            &root.join("boot/efi"),
+        )?;
+        Ok(root)
+    }
+
+    fn run_in_target(
+        &mut self,
+        root: &Path,
+        argv: &[String],
+        _log: &mut Log,
+    ) -> Result<(), String> {
+        for d in ["dev", "proc", "sys"] {
+            let at = root.join(d);
+            if !self.mounted.contains(&at) {
+                self.mount(&["--bind"], &Path::new("/").join(d), &at)?;
+            }
+        }
+        let out = Command::new("chroot")
+            .arg(root)
+            .args(argv)
+            .output()
+            .map_err(|e| format!("running chroot: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} failed: {}",
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    fn uefi_booted(&self) -> bool {
+        Path::new("/sys/firmware/efi").is_dir()
+    }
+
+    fn finish(&mut self, log: &mut Log) -> Result<(), String> {
+        while let Some(at) = self.mounted.pop() {
+            let out = Command::new("umount")
+                .arg(&at)
+                .output()
+                .map_err(|e| format!("running umount: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "umount {}: {}",
+                    at.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        if let Some(d) = &self.disk {
+            partitioner::apply::close_installed(d).map_err(|e| e.to_string())?;
+            log.line(format!("closed {}", d.display()));
+        }
+        Ok(())
+    }
+}
+
+/// A dry run: the hardware gate and the plan, exactly as an install makes
+/// them; nothing is opened for writing.
+pub fn dry_run(answers: &Answers, machine: &MachineData) -> Result<Plan, InstallError> {
+    hardware_gate(&machine.report, &answers.hardware.accept_warnings)?;
+    Ok(Plan::new(&machine.inventory, &answers.disk.device)?)
+}

@@ -1,0 +1,310 @@
+//! `installer-tui`: the interactive installer, or with `--answers FILE` an
+//! unattended install. Argument parsing, terminal handling and printing
+//! only; the work is in the library.
+
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use crossterm::ExecutableCommand;
+use crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use zeroize::Zeroizing;
+
+use installer_tui::app::{self, Command, Msg, State};
+use installer_tui::config::{Answers, Secrets, find_answers, hash_password, reference_markdown};
+use installer_tui::engine::{self, DiskTarget, MachineData, Payload};
+use partitioner::secret::Passphrase;
+
+#[derive(Parser)]
+#[command(name = "installer-tui", about = "Install Bulkhead onto a whole disk")]
+struct Cli {
+    /// Unattended install from this answer file (TOML; see ANSWERS.md).
+    /// Without it, `bulkhead.answers=PATH` on the kernel command line or
+    /// answers.toml on the boot medium is used when present.
+    #[arg(long, value_name = "FILE")]
+    answers: Option<PathBuf>,
+    /// Check everything and print the plan; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read the machine from a recorded fixture instead (DIR/hcl: an
+    /// hcl-check capture; DIR/disks/root and DIR/disks/lsblk.json: the
+    /// partitioner's discovery). Implies --dry-run.
+    #[arg(long, value_name = "DIR")]
+    fixture: Option<PathBuf>,
+    /// The system to install: a directory or a squashfs image.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/bulkhead/medium/live/payload.squashfs"
+    )]
+    payload: PathBuf,
+    /// Where the boot medium is mounted (looked at for answers.toml).
+    #[arg(long, value_name = "DIR", default_value = "/run/bulkhead/medium")]
+    medium: PathBuf,
+    /// Where the target is mounted during the install.
+    #[arg(long, value_name = "DIR", default_value = "/mnt/bulkhead")]
+    mountpoint: PathBuf,
+    /// Print the answer-file reference (Markdown) and exit.
+    #[arg(long)]
+    answers_reference: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("installer-tui: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    if cli.answers_reference {
+        print!("{}", reference_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dry_run = cli.dry_run || cli.fixture.is_some();
+    let answers_path = cli.answers.clone().or_else(|| {
+        if cli.fixture.is_some() {
+            return None;
+        }
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        find_answers(&cmdline, &cli.medium)
+    });
+    let machine = || -> Result<MachineData> {
+        match &cli.fixture {
+            Some(d) => MachineData::fixture(d).map_err(anyhow::Error::msg),
+            None => MachineData::live().map_err(anyhow::Error::msg),
+        }
+    };
+    match answers_path {
+        Some(p) => unattended(&cli, &p, machine()?, dry_run),
+        None => interactive(&cli, machine()?, dry_run),
+    }
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    if buf.is_empty() {
+        bail!("{} is empty: give a {what}", path.display());
+    }
+    Ok(buf)
+}
+
+fn secrets(a: &Answers) -> Result<Secrets> {
+    let passphrase = match &a.disk.passphrase_file {
+        Some(p) => Passphrase::new(read_secret_file(p, "passphrase")?)?,
+        None => Passphrase::from_tty(&a.disk.device)?,
+    };
+    let password = match &a.user.password_file {
+        Some(p) => read_secret_file(p, "password")?,
+        None => {
+            let one = Zeroizing::new(
+                rpassword::prompt_password(format!("Password for {}: ", a.user.name))?.into_bytes(),
+            );
+            let two = Zeroizing::new(
+                rpassword::prompt_password("The same password again: ")?.into_bytes(),
+            );
+            if one.is_empty() || *one != *two {
+                bail!("the two passwords differ or are empty; nothing was written");
+            }
+            one
+        }
+    };
+    let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+    Ok(Secrets {
+        passphrase,
+        password_hash,
+    })
+}
+
+fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the answer file {}", path.display()))?;
+    let answers = Answers::parse(&text, &path.display().to_string())?;
+    for f in [&answers.disk.passphrase_file, &answers.user.password_file]
+        .into_iter()
+        .flatten()
+    {
+        if !f.is_file() {
+            bail!(
+                "{}: the file {} does not exist; nothing was written",
+                path.display(),
+                f.display()
+            );
+        }
+    }
+    let plan = engine::dry_run(&answers, &machine)?;
+    println!("{plan}");
+    if dry_run {
+        println!(
+            "Dry run: the answer file is valid and the plan above would be applied; nothing was written."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let secrets = secrets(&answers)?;
+    let pbkdf = partitioner::luks::Pbkdf::for_machine(
+        machine.inventory.memory_bytes,
+        machine.inventory.cpus,
+    );
+    let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
+    let payload = Payload::at(&cli.payload);
+    let mut print = |e: engine::Event| {
+        let eta = e
+            .eta
+            .map(|d| format!(" (about {} s left)", d.as_secs()))
+            .unwrap_or_default();
+        eprintln!(
+            "[{:>3}%] {}: {}{eta}",
+            e.percent,
+            e.stage.title(),
+            e.message
+        );
+    };
+    match engine::install(
+        &answers,
+        &secrets,
+        &machine,
+        &payload,
+        &mut target,
+        &mut print,
+    ) {
+        Ok(_) => {
+            println!("Bulkhead is installed on {}.", answers.disk.device);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((e, log)) => {
+            let saved = save_log(&log);
+            bail!("{e}\nThe log is in {saved}")
+        }
+    }
+}
+
+fn save_log(log: &engine::Log) -> String {
+    let p = std::env::temp_dir().join("bulkhead-install.log");
+    match std::fs::write(&p, log.text()) {
+        Ok(()) => p.display().to_string(),
+        Err(e) => format!("(not saved: {e})"),
+    }
+}
+
+fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCode> {
+    if !io::stdout().is_terminal() {
+        bail!(
+            "the interactive installer needs a terminal; for unattended installs use --answers FILE"
+        );
+    }
+    let mut state = State::new(machine, dry_run);
+    state.log_path = std::env::temp_dir()
+        .join("bulkhead-install.log")
+        .display()
+        .to_string();
+    enable_raw_mode().context("switching the terminal to raw mode")?;
+    io::stdout().execute(EnterAlternateScreen)?;
+    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let res = event_loop(cli, &mut term, &mut state);
+    disable_raw_mode().ok();
+    io::stdout().execute(LeaveAlternateScreen).ok();
+    let cmd = res?;
+    if let Command::Reboot = cmd {
+        let _ = std::process::Command::new("systemctl")
+            .arg("reboot")
+            .status();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event_loop(
+    cli: &Cli,
+    term: &mut Terminal<CrosstermBackend<io::Stdout>>,
+    state: &mut State,
+) -> Result<Command> {
+    let (tx, rx) = mpsc::channel::<Msg>();
+    loop {
+        term.draw(|f| installer_tui::ui::render(state, f))?;
+        while let Ok(m) = rx.try_recv() {
+            app::update(state, m);
+        }
+        if !event::poll(Duration::from_millis(100))? {
+            continue;
+        }
+        let TermEvent::Key(k) = event::read()? else {
+            continue;
+        };
+        if k.kind != KeyEventKind::Press {
+            continue;
+        }
+        match app::update(state, Msg::Key(k)) {
+            Command::None => {}
+            Command::Quit => return Ok(Command::Quit),
+            Command::Reboot => return Ok(Command::Reboot),
+            Command::Install(b) => {
+                let (answers, secrets) = *b;
+                let machine = state.machine.clone();
+                let tx = tx.clone();
+                let payload = Payload::at(&cli.payload);
+                let mountpoint = cli.mountpoint.clone();
+                let dry = state.dry_run;
+                let log_path = PathBuf::from(&state.log_path);
+                std::thread::spawn(move || {
+                    let send = |e: engine::Event| {
+                        let _ = tx.send(Msg::Progress(e));
+                    };
+                    let result = if dry {
+                        engine::dry_run(&answers, &machine)
+                            .map(|plan| {
+                                for l in plan.to_string().lines() {
+                                    send(engine::Event {
+                                        stage: engine::Stage::Plan,
+                                        percent: 0,
+                                        eta: None,
+                                        message: format!("dry run: {l}"),
+                                    });
+                                }
+                            })
+                            .map_err(|e| (e.stage(), e.to_string()))
+                    } else {
+                        let pbkdf = partitioner::luks::Pbkdf::for_machine(
+                            machine.inventory.memory_bytes,
+                            machine.inventory.cpus,
+                        );
+                        let mut target = DiskTarget::new(mountpoint, pbkdf);
+                        let mut send_mut = send;
+                        match engine::install(
+                            &answers,
+                            &secrets,
+                            &machine,
+                            &payload,
+                            &mut target,
+                            &mut send_mut,
+                        ) {
+                            Ok(_) => Ok(()),
+                            Err((e, log)) => {
+                                let _ = std::fs::write(&log_path, log.text());
+                                Err((e.stage(), e.to_string()))
+                            }
+                        }
+                    };
+                    let _ = tx.send(Msg::Finished(result));
+                });
+            }
+        }
+    }
+}

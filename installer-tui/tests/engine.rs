@@ -1,0 +1,428 @@
+//! The install engine on a target directory: every file it writes is read
+//! back (firstboot.toml by firstboot's own parser, the shadow hash by
+//! sha-crypt, the payload copy compared with the source, a squashfs payload
+//! unpacked by the real unsquashfs). Partitioning and the bootloader's
+//! commands need a real disk and the ISO's payload: here the target records
+//! the commands instead of running them (see the report on issue 8).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use installer_tui::config::Secrets;
+use installer_tui::engine::{
+    self, Event, InstallError, Log, Payload, Stage, Target, TargetFacts, overall_percent,
+};
+use partitioner::Plan;
+
+/// A target that is a plain directory: `prepare` only creates it.
+struct DirTarget {
+    root: PathBuf,
+    prepared: bool,
+    commands: Vec<Vec<String>>,
+    uefi: bool,
+    finished: bool,
+}
+
+impl DirTarget {
+    fn new(root: &Path) -> Self {
+        DirTarget {
+            root: root.to_path_buf(),
+            prepared: false,
+            commands: vec![],
+            uefi: false,
+            finished: false,
+        }
+    }
+}
+
+impl Target for DirTarget {
+    fn prepare(&mut self, _plan: &Plan, _s: &Secrets, log: &mut Log) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
+        self.prepared = true;
+        log.line("target directory ready");
+        Ok(self.root.clone())
+    }
+    fn run_in_target(
+        &mut self,
+        _root: &Path,
+        argv: &[String],
+        _log: &mut Log,
+    ) -> Result<(), String> {
+        self.commands.push(argv.to_vec());
+        Ok(())
+    }
+    fn uefi_booted(&self) -> bool {
+        self.uefi
+    }
+    fn finish(&mut self, _log: &mut Log) -> Result<(), String> {
+        self.finished = true;
+        Ok(())
+    }
+}
+
+fn run(
+    answers: &installer_tui::config::Answers,
+    machine_name: &str,
+    payload: &Payload,
+    target: &mut DirTarget,
+) -> (Result<Log, (InstallError, Log)>, Vec<Event>) {
+    let mut events = Vec::new();
+    let r = engine::install(
+        answers,
+        &secrets(),
+        &machine(machine_name),
+        payload,
+        target,
+        &mut |e| events.push(e),
+    );
+    (r, events)
+}
+
+#[test]
+fn full_install_into_a_directory_writes_every_file_correctly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let root = tmp.path().join("target");
+    let a = answers("[qubes]\nsys_usb = false\ndisposable_sys_net = true\n");
+    let mut t = DirTarget::new(&root);
+    let (r, events) = run(&a, "laptop", &Payload::Dir(src.clone()), &mut t);
+    let log = r.map_err(|(e, l)| format!("{e}\n{}", l.text())).unwrap();
+    assert!(t.prepared && t.finished);
+
+    // payload copied with modes and symlinks
+    let m = std::fs::metadata(root.join("usr/bin/hello")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read_link(root.join("bin/hello")).unwrap(),
+        Path::new("../usr/bin/hello")
+    );
+
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let machine = machine("laptop");
+    let plan = Plan::new(&machine.inventory, "/dev/nvme0n1").unwrap();
+    // UUIDs are random per plan: check the shapes and the fixed parts.
+    let fstab = read("etc/fstab");
+    assert!(
+        fstab.contains("/dev/mapper/qubes_dom0-root / ext4"),
+        "{fstab}"
+    );
+    assert!(
+        fstab.contains("/dev/mapper/qubes_dom0-swap none swap"),
+        "{fstab}"
+    );
+    let boot_line = fstab.lines().find(|l| l.contains(" /boot ext4")).unwrap();
+    assert_eq!(
+        boot_line.split_whitespace().next().unwrap().len(),
+        "UUID=".len() + 36
+    );
+    let esp_line = fstab
+        .lines()
+        .find(|l| l.contains(" /boot/efi vfat"))
+        .unwrap();
+    let esp = esp_line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("UUID=");
+    assert!(esp.len() == 9 && esp.as_bytes()[4] == b'-', "{esp}");
+    let crypttab = read("etc/crypttab");
+    let f: Vec<&str> = crypttab.split_whitespace().collect();
+    assert!(
+        f[0].starts_with("luks-") && f[1] == format!("UUID={}", &f[0][5..]),
+        "{crypttab}"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("etc/crypttab"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(plan.luks.mapper_name.len(), f[0].len());
+
+    assert_eq!(read("etc/hostname"), "work-laptop\n");
+    assert!(read("etc/hosts").contains("127.0.0.1 localhost work-laptop"));
+    assert_eq!(read("etc/locale.conf"), "LANG=en_US.UTF-8\n");
+    assert_eq!(read("etc/vconsole.conf"), "KEYMAP=de\n");
+    assert!(read("etc/default/keyboard").contains("XKBLAYOUT=\"de\""));
+    assert_eq!(
+        std::fs::read_link(root.join("etc/localtime")).unwrap(),
+        Path::new("../usr/share/zoneinfo/Europe/Berlin")
+    );
+    assert_eq!(read("etc/localtime"), "TZif2 fake zone data\n");
+    assert_eq!(read("etc/timezone"), "Europe/Berlin\n");
+
+    // the user: next free uid, groups, password hash that verifies
+    let passwd = read("etc/passwd");
+    assert!(
+        passwd.contains("alice:x:1001:1001:Alice Example:/home/alice:/bin/bash"),
+        "{passwd}"
+    );
+    assert!(passwd.starts_with("root:x:0:0"), "{passwd}");
+    let group = read("etc/group");
+    assert!(group.contains("wheel:x:10:alice"), "{group}");
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("qubes:x:") && l.ends_with(":alice")),
+        "{group}"
+    );
+    assert!(group.contains("alice:x:1001:"), "{group}");
+    let shadow = read("etc/shadow");
+    let hash = shadow
+        .lines()
+        .find(|l| l.starts_with("alice:"))
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap();
+    sha_crypt_check(hash);
+    assert_eq!(
+        std::fs::metadata(root.join("home/alice"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    // firstboot reads back what the installer meant
+    let s = firstboot::settings::Settings::load(&root).unwrap();
+    assert_eq!(s.usb_qube, firstboot::settings::UsbQube::None);
+    assert!(s.disposable_sys_net && s.system_qubes && s.default_appvms && !s.installed_on_usb);
+
+    // GRUB: Xen multiboot2 entry, LUKS unlock, LVM root
+    let grub = read("boot/grub/grub.cfg");
+    assert!(grub.contains("multiboot2 /xen.gz"), "{grub}");
+    assert!(
+        grub.contains("module2 /vmlinuz placeholder root=/dev/mapper/qubes_dom0-root"),
+        "{grub}"
+    );
+    assert!(grub.contains(&format!("rd.luks.uuid={}", f[0])), "{grub}");
+    assert!(
+        grub.contains(&format!(
+            "search --no-floppy --fs-uuid --set=root {}",
+            &boot_line[5..41]
+        )),
+        "{grub}"
+    );
+    let cmds: Vec<String> = t.commands.iter().map(|c| c.join(" ")).collect();
+    assert_eq!(
+        cmds[0],
+        "grub-install --target=i386-pc --recheck /dev/nvme0n1"
+    );
+    assert!(cmds[1].contains("--target=x86_64-efi") && cmds[1].contains("--removable"));
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("efibootmgr")),
+        "BIOS boot: no NVRAM entry"
+    );
+    assert!(cmds.last().unwrap().starts_with("update-initramfs"));
+
+    // the log: on the target, no secrets
+    let installed_log = read(engine::LOG_PATH);
+    assert_eq!(
+        std::fs::metadata(root.join(engine::LOG_PATH))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    for l in [&installed_log, &log.text()] {
+        assert!(
+            !l.contains(PASSPHRASE) && !l.contains(PASSWORD) && !l.contains(hash),
+            "secret in log:\n{l}"
+        );
+        assert!(l.contains("[Partition]") && l.contains("LUKS2"), "{l}");
+    }
+
+    // progress: every stage in order, percent never falls, ends at 100
+    let stages: Vec<Stage> = events.iter().map(|e| e.stage).collect();
+    let mut dedup = stages.clone();
+    dedup.dedup();
+    assert_eq!(dedup, engine::STAGES.to_vec());
+    assert!(events.windows(2).all(|w| w[0].percent <= w[1].percent));
+    assert_eq!(events.last().unwrap().percent, 100);
+    assert_eq!(events.last().unwrap().eta, Some(std::time::Duration::ZERO));
+}
+
+fn sha_crypt_check(hash: &str) {
+    assert!(hash.starts_with("$6$"), "{hash}");
+    let ok = sha_crypt::sha512_check(PASSWORD, hash).is_ok();
+    let wrong = sha_crypt::sha512_check("wrong", hash).is_ok();
+    assert!(ok && !wrong);
+}
+
+#[test]
+fn uefi_boot_adds_the_nvram_entry_and_usb_target_tells_firstboot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    // sda is the 64 GB USB stick in the laptop fixture
+    let mut a = answers("");
+    a.disk.device = "/dev/sda".into();
+    a.disk.erase = "/dev/sda".into();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    t.uefi = true;
+    let (r, _) = run(&a, "laptop", &Payload::Dir(src), &mut t);
+    r.map_err(|(e, _)| e.to_string()).unwrap();
+    let efi: Vec<_> = t.commands.iter().filter(|c| c[0] == "efibootmgr").collect();
+    assert_eq!(efi.len(), 1);
+    assert!(
+        efi[0].join(" ").contains("--disk /dev/sda --part 2")
+            && efi[0].join(" ").contains("\\EFI\\BOOT\\BOOTX64.EFI")
+    );
+    let s = firstboot::settings::Settings::load(&tmp.path().join("t")).unwrap();
+    assert!(s.installed_on_usb);
+}
+
+#[test]
+fn squashfs_payload_is_unpacked_by_unsquashfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let img = tmp.path().join("payload.squashfs");
+    let st = std::process::Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&img)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(Payload::at(&img), Payload::Squashfs(img.clone()));
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let (r, _) = run(&answers(""), "laptop", &Payload::Squashfs(img), &mut t);
+    r.map_err(|(e, _)| e.to_string()).unwrap();
+    let root = tmp.path().join("t");
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/bin/hello")).unwrap(),
+        "#!/bin/sh\necho hello\n"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("usr/bin/hello"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/passwd"))
+            .unwrap()
+            .contains("alice:x:1001")
+    );
+}
+
+#[test]
+fn hardware_warning_without_consent_stops_before_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let (r, events) = run(
+        &answers(""),
+        "laptop-no-iommu",
+        &Payload::Dir(tmp.path().into()),
+        &mut t,
+    );
+    let (e, log) = r.unwrap_err();
+    assert_eq!(e.stage(), Stage::Hardware);
+    assert!(e.to_string().contains("iommu"), "{e}");
+    assert!(
+        !t.prepared,
+        "nothing may be prepared after a refused hardware check"
+    );
+    assert!(events.iter().all(|e| e.stage == Stage::Hardware));
+    assert!(log.text().contains("FAILED"));
+    // with consent it goes on
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let mut t = DirTarget::new(&tmp.path().join("t2"));
+    let (r, _) = run(
+        &answers("[hardware]\naccept_warnings = [\"iommu\"]\n"),
+        "laptop-no-iommu",
+        &Payload::Dir(src),
+        &mut t,
+    );
+    r.map_err(|(e, _)| e.to_string()).unwrap();
+    assert!(t.prepared);
+}
+
+#[test]
+fn refused_disks_stop_at_the_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dev, needle) in [
+        ("/dev/sdb", "live medium"),
+        ("/dev/nvme0n1p1", "not a whole disk"),
+        ("/dev/vdz", "not found"),
+    ] {
+        let mut a = answers("");
+        a.disk.device = dev.into();
+        a.disk.erase = dev.into();
+        let mut t = DirTarget::new(&tmp.path().join("t"));
+        let (r, _) = run(&a, "laptop", &Payload::Dir(tmp.path().into()), &mut t);
+        let (e, _) = r.unwrap_err();
+        assert_eq!(e.stage(), Stage::Plan, "{dev}: {e}");
+        assert!(e.to_string().contains(needle), "{dev}: {e}");
+        assert!(!t.prepared);
+    }
+}
+
+#[test]
+fn missing_time_zone_and_existing_user_fail_in_configure_naming_the_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let mut a = answers("");
+    a.system.timezone = "Asia/Tokyo".into();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let (r, _) = run(&a, "laptop", &Payload::Dir(src.clone()), &mut t);
+    let (e, _) = r.unwrap_err();
+    assert_eq!(e.stage(), Stage::Configure);
+    assert!(e.to_string().contains("Asia/Tokyo"), "{e}");
+    assert!(!t.finished);
+    let mut a = answers("");
+    a.user.name = "user1".into();
+    let mut t = DirTarget::new(&tmp.path().join("t2"));
+    let (r, _) = run(&a, "laptop", &Payload::Dir(src), &mut t);
+    let (e, _) = r.unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+}
+
+#[test]
+fn percent_and_eta_arithmetic() {
+    assert_eq!(overall_percent(Stage::Hardware, 0), 0);
+    assert_eq!(overall_percent(Stage::Payload, 0), 17);
+    assert_eq!(overall_percent(Stage::Payload, 100), 82);
+    assert_eq!(overall_percent(Stage::Finish, 100), 100);
+    assert_eq!(
+        engine::eta(std::time::Duration::from_secs(60), 25),
+        Some(std::time::Duration::from_secs(180))
+    );
+    assert_eq!(engine::eta(std::time::Duration::from_secs(60), 0), None);
+    let total: u32 = engine::STAGES.iter().map(|s| s.weight()).sum();
+    assert_eq!(total, 100);
+}
+
+#[test]
+fn target_facts_follow_the_plan() {
+    let m = machine("laptop");
+    let plan = Plan::new(&m.inventory, "/dev/nvme0n1").unwrap();
+    let f = TargetFacts::of(&plan);
+    assert_eq!(f.luks_uuid, plan.luks.uuid.to_string());
+    assert_eq!(f.mapper, plan.luks.mapper_name);
+    assert_eq!(
+        f.boot_uuid,
+        plan.partition(partitioner::plan::Role::Boot)
+            .guid
+            .to_string()
+    );
+    let vid = partitioner::apply::esp_volume_id(&plan);
+    assert_eq!(
+        f.esp_uuid,
+        format!("{:04X}-{:04X}", vid >> 16, vid & 0xffff)
+    );
+}

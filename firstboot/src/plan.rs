@@ -448,3 +448,73 @@ mod tests {
         assert_ne!(a.digest(), b.digest());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn usb() -> impl Strategy<Value = UsbQube> {
+        prop_oneof![
+            Just(UsbQube::Auto),
+            Just(UsbQube::SysUsb),
+            Just(UsbQube::SysNet),
+            Just(UsbQube::None)
+        ]
+    }
+
+    proptest! {
+        /// Whatever the options, every step only refers to qubes made by an
+        /// earlier step, and nothing is made twice.
+        #[test]
+        fn steps_only_refer_to_earlier_qubes(
+            skip in any::<bool>(), system in any::<bool>(), appvms in any::<bool>(),
+            usb in usb(), disp in any::<bool>(), disp_net in any::<bool>(),
+            on_usb in any::<bool>(), kbd in any::<bool>(), kernel in any::<bool>(),
+        ) {
+            let s = Settings {
+                skip_everything: skip,
+                system_qubes: system,
+                default_appvms: appvms,
+                usb_qube: usb,
+                disposable_sys_firewall_and_usb: disp,
+                disposable_sys_net: disp_net,
+                installed_on_usb: on_usb,
+                usb_keyboard_only: Some(kbd),
+                ..Settings::default()
+            };
+            let f = Facts {
+                net_pci: vec!["00:19.0".into()],
+                usb_pci: vec!["00:14.0".into()],
+                usb_keyboard_only: false,
+                kernel: kernel.then(|| "6.6.48-1".to_string()),
+            };
+            let p = Plan::new(&s, &f);
+            let mut made: Vec<String> = vec!["dom0".into()];
+            for step in &p.steps {
+                match step {
+                    Step::Template { name } | Step::Qube { name } => {
+                        prop_assert!(!made.contains(name), "{} made twice", name);
+                        let q = p.qube(name).unwrap();
+                        if let Some(t) = &q.template {
+                            prop_assert!(made.contains(t), "{} before its template {}", name, t);
+                        }
+                        if let NetVm::Qube(n) = &q.netvm {
+                            prop_assert!(made.contains(n), "{} before its netvm {}", name, n);
+                        }
+                        made.push(name.clone());
+                    }
+                    Step::GlobalProperty { property, value } if property != "default_kernel" => {
+                        prop_assert!(made.contains(value), "{} = {} before it exists", property, value);
+                    }
+                    Step::Start { name } => prop_assert!(made.contains(name)),
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(made.len() - 1, p.qubes.len());
+            if kbd || on_usb && usb == UsbQube::Auto {
+                prop_assert!(p.qube("sys-usb").is_none());
+            }
+        }
+    }
+}

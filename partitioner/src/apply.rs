@@ -769,11 +769,15 @@ pub fn run(
     let mut skipped = Vec::new();
     let mut ran = Vec::new();
     let total = STEPS.len();
-    let state_err = |step: Step, message: String, done: &[u32]| ApplyError::Step {
-        step: step.name(),
-        message,
-        state: describe_state(done),
-    };
+    let state_err =
+        |step: Step, message: String, done: &[u32]| match message.strip_prefix(RESUME_MARK) {
+            Some(m) => ApplyError::Resume(format!("{m}\n{}", describe_state(done))),
+            None => ApplyError::Step {
+                step: step.name(),
+                message,
+                state: describe_state(done),
+            },
+        };
     for (i, step) in STEPS.into_iter().enumerate() {
         let report = |event: Event, progress: &mut dyn FnMut(&Progress)| {
             progress(&Progress {
@@ -867,14 +871,7 @@ pub fn run(
                     }),
             };
             if let Err(m) = res {
-                return Err(match m {
-                    m if m.starts_with(RESUME_MARK) => ApplyError::Resume(format!(
-                        "{}\n{}",
-                        &m[RESUME_MARK.len()..],
-                        describe_state(&done)
-                    )),
-                    m => state_err(step, m, &done),
-                });
+                return Err(state_err(step, m, &done));
             }
             sync(&mut f).map_err(io_err("syncing", target))?;
             journal::mark(&mut f, &sha, step as u32, step.name(), &mut sync)?;
@@ -1001,4 +998,38 @@ pub fn close_installed(disk: &Path) -> Result<(), ApplyError> {
     ]))
     .map_err(fail)?;
     luks::close(&name).map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A partition window never reads or writes outside itself.
+        #[test]
+        fn slice_stays_inside_its_window(start in 0u64..4096, len in 0u64..4096, ops in proptest::collection::vec((0u8..3, 0u64..9000, 0usize..600), 0..20)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f");
+            std::fs::write(&p, vec![0xAAu8; 9000]).unwrap();
+            let mut f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+            {
+                let mut s = Slice::new(&mut f, start, len).unwrap();
+                for (op, off, n) in ops {
+                    match op {
+                        0 => { let _ = s.seek(SeekFrom::Start(off)); }
+                        1 => { let _ = s.write(&vec![0x55u8; n]); }
+                        _ => { let mut b = vec![0u8; n]; let _ = s.read(&mut b); }
+                    }
+                }
+            }
+            let data = std::fs::read(&p).unwrap();
+            for (i, b) in data.iter().enumerate() {
+                let inside = (i as u64) >= start && (i as u64) < start + len;
+                if !inside {
+                    prop_assert_eq!(*b, 0xAA, "byte {} outside [{}, {}) changed", i, start, start + len);
+                }
+            }
+        }
+    }
 }

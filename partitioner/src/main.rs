@@ -245,7 +245,11 @@ fn run() -> Result<()> {
             let own = journal.as_ref().map(|j| j.plan.luks.mapper_name.as_str());
             let target = check_apply_resuming(&plan, &inv, &erase, own)?;
             eprint!("{plan}");
-            eprintln!("Erasing {}", target.describe());
+            if journal.is_some() {
+                eprintln!("Resuming on {}", target.describe());
+            } else {
+                eprintln!("Erasing {}", target.describe());
+            }
             let pass = match &passphrase_file {
                 Some(p) => Passphrase::from_file(p)?,
                 None => Passphrase::from_tty(&target.path)?,

@@ -142,6 +142,10 @@ partitioner open --disk /dev/vdb --passphrase-file /tmp/pw
 e2fsck -fn /dev/mapper/qubes_dom0-root
 blkid /dev/mapper/qubes_dom0-swap
 partitioner close --disk /dev/vdb
+printf 'wrong' > /tmp/bad
+echo "==wrongpass=="
+partitioner apply --disk /dev/vdb --erase /dev/vdb --passphrase-file /tmp/bad {PBKDF} && exit 14
+echo "==/wrongpass=="
 echo GUEST-ONE-OK
 "#
     );
@@ -216,6 +220,13 @@ echo GUEST-ONE-OK
     assert!(
         o.contains("TYPE=\"swap\"") && o.contains("TYPE=\"vfat\""),
         "{o}"
+    );
+    let wrong = section(&o, "wrongpass");
+    assert!(
+        wrong.contains("does not open with this passphrase")
+            && wrong.contains("rootfs  done")
+            && wrong.contains("--restart"),
+        "{wrong}"
     );
     let resume = section(&o, "resume");
     assert!(resume.contains("[8/8] swap: done"), "{resume}");

@@ -123,6 +123,8 @@ pub struct State {
     pub qubes: QubesAnswers,
     pub plan: Option<Plan>,
     pub confirm: String,
+    /// Summary scroll offset (lines).
+    pub scroll: u16,
     pub percent: u8,
     pub eta_secs: Option<u64>,
     pub stage: Option<Stage>,
@@ -164,6 +166,7 @@ impl State {
             qubes: QubesAnswers::default(),
             plan: None,
             confirm: String::new(),
+            scroll: 0,
             percent: 0,
             eta_secs: None,
             stage: None,
@@ -235,6 +238,7 @@ impl State {
 
     fn go(&mut self, s: Screen) {
         self.screen = s;
+        self.scroll = 0;
         self.focus = 0;
         self.message = None;
     }
@@ -416,6 +420,13 @@ impl State {
             Screen::Hardware => step(&mut self.hw_cursor, self.machine.report.verdicts.len()),
             Screen::Disk => step(&mut self.disk_cursor, self.disks.len()),
             Screen::Timezone => step(&mut self.tz_cursor, TIMEZONES.len()),
+            Screen::Summary => {
+                self.scroll = if down {
+                    self.scroll.saturating_add(1).min(40)
+                } else {
+                    self.scroll.saturating_sub(1)
+                }
+            }
             Screen::Passphrase | Screen::User | Screen::Qubes => {
                 let n = self.fields();
                 step(&mut self.focus, n)

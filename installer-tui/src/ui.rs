@@ -93,7 +93,9 @@ fn keys(screen: Screen) -> &'static str {
         Screen::Disk | Screen::Timezone => "Up/Down: choose   Enter: next   Esc: back",
         Screen::Passphrase | Screen::User => "Tab/Up/Down: field   Enter: next   Esc: back",
         Screen::Qubes => "Up/Down: option   Space: toggle   Enter: next   Esc: back",
-        Screen::Summary => "Enter: continue to the erase confirmation   Esc: back",
+        Screen::Summary => {
+            "Up/Down: scroll   Enter: continue to the erase confirmation   Esc: back"
+        }
         Screen::Confirm => "Type the disk's name, then Enter   Esc: back (nothing is written)",
         Screen::Progress => "Please wait; the install cannot be interrupted safely.",
         Screen::Done => "Enter: reboot",
@@ -502,15 +504,50 @@ fn summary(s: &State, f: &mut Frame, a: Rect) {
             s.accepted.join(", ")
         )));
     }
-    t.push(Line::from(""));
     if let Some(p) = &s.plan {
-        for l in p.to_string().lines() {
-            t.push(Line::from(l.to_string()));
+        let d = &p.disk;
+        t.push(Line::from(vec![bold(format!(
+            "Disk {}: {}, {}, {}",
+            d.path,
+            d.model.as_deref().unwrap_or("unknown model"),
+            human_size(d.size_bytes),
+            d.transport
+        ))]));
+        for part in &p.partitions {
+            t.push(Line::from(format!(
+                "  {:<15} {:>10}  {:<10} {}",
+                part.device_path(&d.path),
+                human_size(part.size_bytes),
+                part.name,
+                part.content
+            )));
+        }
+        t.push(Line::from(format!(
+            "  encryption: LUKS2 {}, {}-bit key, {}",
+            p.luks.cipher, p.luks.key_bits, p.luks.pbkdf
+        )));
+        let v = &p.lvm;
+        t.push(Line::from(format!(
+            "  LVM {}: {} {} ({}), {} {}, about {} free for qubes",
+            v.vg,
+            v.root_lv,
+            human_size(v.root_lv_bytes),
+            v.root_fs,
+            v.swap_lv,
+            human_size(v.swap_bytes),
+            human_size(v.free_for_vm_pool_bytes)
+        )));
+        if !p.destroys.is_empty() {
+            t.push(Line::from(format!("  ERASES: {}", p.destroys.join("; "))));
+        }
+        for w in &p.warnings {
+            t.push(Line::from(format!("  warning: {w}")));
         }
     }
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
+            .scroll((s.scroll, 0))
             .block(boxed("The plan (nothing written yet)")),
         a,
     );

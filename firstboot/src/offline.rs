@@ -188,6 +188,60 @@ impl Offline {
     }
 }
 
+impl Offline {
+    /// The volumes a running qube uses (lvm.py's start): snapshots of the
+    /// template's root and of the committed volumes, a fresh volatile.
+    fn start_volumes(&mut self, x: &QubesXml, name: &str) -> Result<(), Error> {
+        let d = x
+            .domain(name)
+            .ok_or_else(|| Error::Missing(format!("cannot start {name}: not in qubes.xml")))?;
+        for v in &d.volumes {
+            let get = |k: &str| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str());
+            let Some(pool) = get("pool") else { continue };
+            if pool == "linux-kernel" {
+                continue;
+            }
+            let (vg, thin) = Self::lvm_pool(x, pool)?;
+            let vid = get("vid").unwrap_or_default();
+            let snap = get("snap_on_start") == Some("True");
+            let save = get("save_on_stop") == Some("True");
+            let running = format!("{vid}-snap");
+            if snap || save {
+                let origin = if snap {
+                    get("source").unwrap_or(vid)
+                } else {
+                    vid
+                };
+                if !self.storage.exists(&running)? {
+                    self.storage.snapshot(origin, &running)?;
+                }
+            } else if !self.storage.exists(vid)? {
+                let size = get("size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(model::ROOT_IMG_SIZE);
+                self.storage.create(&format!("{vg}/{thin}"), vid, size)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The qube a domain's network comes from: its own `netvm`, else (a
+/// DispVM) its template's, else the global `default_netvm`; templates and
+/// dom0 have none by default.
+pub fn effective_netvm(x: &QubesXml, d: &Domain) -> Option<String> {
+    let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    match d.prop("netvm") {
+        Some(n) => nonempty(n),
+        None if d.class == "AdminVM" || d.class == "TemplateVM" => None,
+        None if d.class == "DispVM" => d
+            .prop("template")
+            .and_then(|t| x.domain(t))
+            .and_then(|t| effective_netvm(x, t)),
+        None => x.global("default_netvm").and_then(nonempty),
+    }
+}
+
 impl Backend for Offline {
     fn describe(&self) -> String {
         format!(
@@ -428,43 +482,30 @@ impl Backend for Offline {
 
     fn start(&mut self, ctx: &Ctx<'_>, name: &str) -> Result<Notes, Error> {
         let x = self.load()?;
-        let d = x
-            .domain(name)
-            .ok_or_else(|| Error::Missing(format!("cannot start {name}: not in qubes.xml")))?
-            .clone();
-        // The volumes a running qube uses (lvm.py's start): snapshots of the
-        // template's root and of the committed volumes, a fresh volatile.
-        for v in &d.volumes {
-            let get = |k: &str| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str());
-            let Some(pool) = get("pool") else { continue };
-            if pool == "linux-kernel" {
-                continue;
+        // As qvm-start does, the netvm chain starts first (sys-net before
+        // sys-firewall): a vif needs its backend running.
+        let mut chain = vec![name.to_string()];
+        while let Some(net) = x
+            .domain(chain.last().map(String::as_str).unwrap_or_default())
+            .and_then(|d| effective_netvm(&x, d))
+        {
+            if chain.contains(&net) {
+                return Err(Error::Conflict(format!(
+                    "netvm loop while starting {name}: {} -> {net}",
+                    chain.join(" -> ")
+                )));
             }
-            let (vg, thin) = Self::lvm_pool(&x, pool)?;
-            let vid = get("vid").unwrap_or_default();
-            let snap = get("snap_on_start") == Some("True");
-            let save = get("save_on_stop") == Some("True");
-            let running = format!("{vid}-snap");
-            if snap || save {
-                let origin = if snap {
-                    get("source").unwrap_or(vid)
-                } else {
-                    vid
-                };
-                if !self.storage.exists(&running)? {
-                    self.storage.snapshot(origin, &running)?;
-                }
-            } else if !self.storage.exists(vid)? {
-                let size = get("size")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(model::ROOT_IMG_SIZE);
-                self.storage.create(&format!("{vg}/{thin}"), vid, size)?;
-            }
+            chain.push(net);
+        }
+        chain.reverse();
+        for q in &chain {
+            self.start_volumes(&x, q)?;
         }
         ctx.point("volumes")?;
         if !self.xen_running() {
             return Ok(vec![format!(
-                "{name}: volumes ready; not started now ({}); it starts at boot (autostart)",
+                "{}: volumes ready; not started now ({}); autostart starts them at boot",
+                chain.join(", "),
                 if self.root == Path::new("/") {
                     "Xen is not running"
                 } else {
@@ -472,29 +513,33 @@ impl Backend for Offline {
                 }
             )]);
         }
-        let running = std::process::Command::new("xl")
-            .args(["domid", name])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if running {
-            return Ok(vec![format!("{name} is already running")]);
+        let mut notes = Vec::new();
+        for q in &chain {
+            let running = std::process::Command::new("xl")
+                .args(["domid", q])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if running {
+                notes.push(format!("{q} is already running"));
+                continue;
+            }
+            let cfg = self.root.join(XL_DIR).join(format!("{q}.cfg"));
+            let out = std::process::Command::new("xl")
+                .arg("create")
+                .arg(&cfg)
+                .output()
+                .map_err(|e| Error::Command {
+                    cmd: format!("xl create {}", cfg.display()),
+                    msg: e.to_string(),
+                })?;
+            if !out.status.success() {
+                return Err(Error::Command {
+                    cmd: format!("xl create {}", cfg.display()),
+                    msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
         }
-        let cfg = self.root.join(XL_DIR).join(format!("{name}.cfg"));
-        let out = std::process::Command::new("xl")
-            .arg("create")
-            .arg(&cfg)
-            .output()
-            .map_err(|e| Error::Command {
-                cmd: format!("xl create {}", cfg.display()),
-                msg: e.to_string(),
-            })?;
-        if !out.status.success() {
-            return Err(Error::Command {
-                cmd: format!("xl create {}", cfg.display()),
-                msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(Vec::new())
+        Ok(notes)
     }
 
     fn list(&mut self) -> Result<Vec<QubeRow>, Error> {
@@ -505,26 +550,7 @@ impl Backend for Offline {
             .iter()
             .map(|d| {
                 let name = d.name().to_string();
-                let netvm = match d.prop("netvm") {
-                    Some("") => None,
-                    Some(n) => Some(n.to_string()),
-                    None if d.class == "AdminVM" || d.class == "TemplateVM" => None,
-                    None if d.class == "DispVM" => d
-                        .prop("template")
-                        .and_then(|t| x.domain(t))
-                        .and_then(|t| match t.prop("netvm") {
-                            Some("") => None,
-                            Some(n) => Some(n.to_string()),
-                            None => x
-                                .global("default_netvm")
-                                .filter(|n| !n.is_empty())
-                                .map(str::to_string),
-                        }),
-                    None => x
-                        .global("default_netvm")
-                        .filter(|n| !n.is_empty())
-                        .map(str::to_string),
-                };
+                let netvm = effective_netvm(&x, d);
                 let running = d.class == "AdminVM"
                     || (xen
                         && std::process::Command::new("xl")

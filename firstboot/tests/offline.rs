@@ -133,7 +133,7 @@ fn default_install_matches_qubes_initial_setup() {
     );
 
     // The volume list: what core-admin creates at creation, plus what
-    // starting sys-firewall and sys-usb needs.
+    // starting sys-firewall (and so its netvm sys-net) and sys-usb needs.
     let list = read(root, "var/lib/bulkhead/firstboot/volumes.list");
     let lines: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
     let p = "pool=qubes_dom0/vm-pool";
@@ -151,6 +151,9 @@ fn default_install_matches_qubes_initial_setup() {
             "snapshot qubes_dom0/vm-sys-firewall-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
             format!("thin qubes_dom0/vm-sys-firewall-volatile {p} size=12884901888"),
             format!("thin qubes_dom0/vm-sys-net-private {p} size=2147483648"),
+            "snapshot qubes_dom0/vm-sys-net-private-snap origin=qubes_dom0/vm-sys-net-private".to_string(),
+            "snapshot qubes_dom0/vm-sys-net-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
+            format!("thin qubes_dom0/vm-sys-net-volatile {p} size=10737418240"),
             "snapshot qubes_dom0/vm-sys-usb-private-snap origin=qubes_dom0/vm-default-dvm-private".to_string(),
             "snapshot qubes_dom0/vm-sys-usb-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
             format!("thin qubes_dom0/vm-sys-usb-volatile {p} size=12884901888"),

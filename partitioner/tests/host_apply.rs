@@ -480,3 +480,57 @@ fn resumes_after_every_step_boundary() {
         );
     }
 }
+
+/// The production PBKDF path: argon2id benchmarked by libcryptsetup within
+/// the memory cap (here a short time budget and 64 MiB so the test is quick).
+#[test]
+fn benchmarked_argon2id_on_a_plain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("luks.img");
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    let plan = Plan::for_disk(&disk_info("/dev/x", 40 * GIB), 4 * GIB).unwrap();
+    let pbkdf = Pbkdf::Benchmarked {
+        time_ms: 300,
+        max_memory_kib: 65536,
+        parallel_threads: 2,
+    };
+    partitioner::luks::format(&f, &plan.luks, b"pw", pbkdf).unwrap();
+    let (ok, d) = sh(Command::new("cryptsetup").arg("luksDump").arg(&f));
+    assert!(ok, "{d}");
+    let mem: u64 = d
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(mem <= 65536 && mem >= 32, "{d}");
+    assert!(d.contains("argon2id") && d.contains("Threads:    2"), "{d}");
+    assert!(partitioner::luks::test_passphrase(&f, b"pw").unwrap());
+    assert!(!partitioner::luks::test_passphrase(&f, b"pW").unwrap());
+    assert_eq!(partitioner::luks::uuid(&f), Some(plan.luks.uuid));
+}
+
+#[test]
+fn pbkdf_sized_for_the_machine_like_cryptsetup() {
+    let p = |mem_gib: u64, cpus: u32| Pbkdf::for_machine(mem_gib * GIB, cpus);
+    assert_eq!(
+        p(24, 2),
+        Pbkdf::Benchmarked {
+            time_ms: 2000,
+            max_memory_kib: 1 << 20,
+            parallel_threads: 2
+        }
+    );
+    assert_eq!(
+        p(1, 8),
+        Pbkdf::Benchmarked {
+            time_ms: 2000,
+            max_memory_kib: 512 * 1024,
+            parallel_threads: 4
+        }
+    );
+}

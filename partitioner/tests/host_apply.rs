@@ -507,7 +507,7 @@ fn benchmarked_argon2id_on_a_plain_file() {
         .trim()
         .parse()
         .unwrap();
-    assert!(mem <= 65536 && mem >= 32, "{d}");
+    assert!((32..=65536).contains(&mem), "{d}");
     assert!(d.contains("argon2id") && d.contains("Threads:    2"), "{d}");
     assert!(partitioner::luks::test_passphrase(&f, b"pw").unwrap());
     assert!(!partitioner::luks::test_passphrase(&f, b"pW").unwrap());

@@ -136,19 +136,21 @@ pub const REQUIREMENTS: &[&str] = &[
 ];
 
 /// Languages offered (glibc locale names).
+/// Languages offered (glibc locale names). Names are ASCII so they show on
+/// a serial console and the Linux text console alike.
 pub const LANGUAGES: &[(&str, &str)] = &[
     ("en_US.UTF-8", "English (United States)"),
     ("en_GB.UTF-8", "English (United Kingdom)"),
-    ("de_DE.UTF-8", "Deutsch"),
-    ("fr_FR.UTF-8", "Français"),
-    ("es_ES.UTF-8", "Español"),
-    ("it_IT.UTF-8", "Italiano"),
-    ("nl_NL.UTF-8", "Nederlands"),
-    ("pl_PL.UTF-8", "Polski"),
-    ("pt_BR.UTF-8", "Português (Brasil)"),
-    ("ru_RU.UTF-8", "Русский"),
-    ("ja_JP.UTF-8", "日本語"),
-    ("zh_CN.UTF-8", "中文 (简体)"),
+    ("de_DE.UTF-8", "German"),
+    ("fr_FR.UTF-8", "French"),
+    ("es_ES.UTF-8", "Spanish"),
+    ("it_IT.UTF-8", "Italian"),
+    ("nl_NL.UTF-8", "Dutch"),
+    ("pl_PL.UTF-8", "Polish"),
+    ("pt_BR.UTF-8", "Portuguese (Brazil)"),
+    ("ru_RU.UTF-8", "Russian"),
+    ("ja_JP.UTF-8", "Japanese"),
+    ("zh_CN.UTF-8", "Chinese (Simplified)"),
 ];
 
 /// Keyboard layouts offered (console keymap = X layout names).

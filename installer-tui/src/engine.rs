@@ -125,6 +125,8 @@ pub enum InstallError {
     NotAccepted(String),
     #[error("planning: {0}")]
     Refused(#[from] Refusal),
+    #[error("the answers are not valid: {0}")]
+    Answers(String),
     #[error("{stage:?}: {message}")]
     Stage { stage: Stage, message: String },
 }
@@ -133,7 +135,7 @@ impl InstallError {
     pub fn stage(&self) -> Stage {
         match self {
             InstallError::HardwareFails(_) | InstallError::NotAccepted(_) => Stage::Hardware,
-            InstallError::Refused(_) => Stage::Plan,
+            InstallError::Refused(_) | InstallError::Answers(_) => Stage::Plan,
             InstallError::Stage { stage, .. } => *stage,
         }
     }
@@ -622,9 +624,16 @@ pub fn bootloader_commands(disk: &str, uefi_booted: bool) -> Vec<Vec<String>> {
 
 /// The disk and the mounted target, as the engine uses them.
 pub trait Target {
-    /// Partitions, formats and mounts; returns the mounted root.
-    fn prepare(&mut self, plan: &Plan, secrets: &Secrets, log: &mut Log)
-    -> Result<PathBuf, String>;
+    /// Checks the consent `erase` against the plan, partitions, formats and
+    /// mounts; returns the mounted root. `progress` takes the percent done
+    /// within the stage and a log line, as it happens.
+    fn prepare(
+        &mut self,
+        plan: &Plan,
+        erase: &str,
+        secrets: &Secrets,
+        progress: &mut dyn FnMut(u8, String),
+    ) -> Result<PathBuf, String>;
     /// Runs a command inside the target root.
     fn run_in_target(&mut self, root: &Path, argv: &[String], log: &mut Log) -> Result<(), String>;
     /// Whether this machine was booted by UEFI.
@@ -667,6 +676,11 @@ pub fn install(
             }
         };
     }
+    if let Some(p) = answers.problems().into_iter().next() {
+        let e = InstallError::Answers(format!("{}: {}", p.field, p.message));
+        log.line(format!("FAILED: {e}"));
+        return Err((e, log));
+    }
     emit(&mut log, Stage::Hardware, 0, "checking requirements".into());
     tryst!(hardware_gate(
         &machine.report,
@@ -706,11 +720,12 @@ pub fn install(
         0,
         format!("erasing {}", disk.describe()),
     );
-    let root = tryst!(
-        target
-            .prepare(&plan, secrets, &mut log)
-            .map_err(stage_err(Stage::Partition))
-    );
+    let mut part_log = Log::default();
+    let prepared = target.prepare(&plan, &answers.disk.erase, secrets, &mut |within, line| {
+        emit(&mut part_log, Stage::Partition, within, line)
+    });
+    log.lines.append(&mut part_log.lines);
+    let root = tryst!(prepared.map_err(stage_err(Stage::Partition)));
     emit(&mut log, Stage::Payload, 0, format!("copying {payload:?}"));
     tryst!(copy_payload(payload, &root, &mut log).map_err(stage_err(Stage::Payload)));
     let facts = TargetFacts::of(&plan);
@@ -817,21 +832,25 @@ impl Target for DiskTarget {
     fn prepare(
         &mut self,
         plan: &Plan,
+        erase: &str,
         secrets: &Secrets,
-        log: &mut Log,
+        progress: &mut dyn FnMut(u8, String),
     ) -> Result<PathBuf, String> {
         let disk = PathBuf::from(&plan.disk.path);
         let inv = partitioner::discover_system().map_err(|e| e.to_string())?;
-        partitioner::refuse::check_apply(plan, &inv, &plan.disk.path).map_err(|e| e.to_string())?;
-        let mut lines = Vec::new();
-        let mut progress = |p: &partitioner::apply::Progress| {
-            lines.push(format!(
-                "  partitioner {}/{} {}: {:?}",
-                p.index + 1,
-                p.total,
-                p.step.name(),
-                p.event
-            ));
+        partitioner::refuse::check_apply(plan, &inv, erase).map_err(|e| e.to_string())?;
+        let mut forward = |p: &partitioner::apply::Progress| {
+            let within = (p.index * 100 / p.total.max(1)).min(100) as u8;
+            progress(
+                within,
+                format!(
+                    "partitioner {}/{}: {} ({:?})",
+                    p.index + 1,
+                    p.total,
+                    p.step.describe(),
+                    p.event
+                ),
+            );
         };
         let out = partitioner::apply::run(
             plan,
@@ -842,13 +861,10 @@ impl Target for DiskTarget {
                 restart: false,
                 stop_after: None,
                 close: false,
-                progress: &mut progress,
+                progress: &mut forward,
             },
         )
         .map_err(|e| e.to_string())?;
-        for l in lines {
-            log.line(l);
-        }
         self.disk = Some(disk.clone());
         let root = self.mountpoint.clone();
         self.mount(&[], Path::new(&out.root), &root)?;

@@ -165,7 +165,7 @@ fn locale(s: &State, f: &mut Frame, a: Rect) {
     let (w, mut st) = pick_list(
         LANGUAGES
             .iter()
-            .map(|(c, n)| format!("{n} ({c})"))
+            .map(|(c, n)| format!("{:<6} {n}", c.trim_end_matches(".UTF-8")))
             .collect(),
         s.language,
         s.focus == 0,
@@ -175,7 +175,7 @@ fn locale(s: &State, f: &mut Frame, a: Rect) {
     let (w, mut st) = pick_list(
         KEYBOARDS
             .iter()
-            .map(|(c, n)| format!("{n} ({c})"))
+            .map(|(c, n)| format!("{c:<6} {n}"))
             .collect(),
         s.keyboard,
         s.focus == 1,

@@ -39,10 +39,19 @@ impl DirTarget {
 }
 
 impl Target for DirTarget {
-    fn prepare(&mut self, _plan: &Plan, _s: &Secrets, log: &mut Log) -> Result<PathBuf, String> {
+    fn prepare(
+        &mut self,
+        plan: &Plan,
+        erase: &str,
+        _s: &Secrets,
+        progress: &mut dyn FnMut(u8, String),
+    ) -> Result<PathBuf, String> {
+        // the consent check the disk target makes before its first write
+        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)
+            .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
         self.prepared = true;
-        log.line("target directory ready");
+        progress(50, "target directory ready".into());
         Ok(self.root.clone())
     }
     fn run_in_target(
@@ -425,4 +434,41 @@ fn target_facts_follow_the_plan() {
         f.esp_uuid,
         format!("{:04X}-{:04X}", vid >> 16, vid & 0xffff)
     );
+}
+
+#[test]
+fn consent_must_name_the_planned_disk_and_answers_must_be_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    // bypassing the answer-file check: the engine checks again
+    let mut a = answers("");
+    a.disk.erase = "/dev/sda".into();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let (r, events) = run(&a, "laptop", &Payload::Dir(src.clone()), &mut t);
+    let (e, _) = r.unwrap_err();
+    assert!(matches!(e, InstallError::Answers(_)), "{e}");
+    assert!(e.to_string().contains("disk.erase"), "{e}");
+    assert!(events.is_empty() && !t.prepared);
+    // the target's own consent check (as partitioner's check_apply)
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let a = answers("");
+    let plan_disk = "/dev/nvme0n1";
+    let mut events = Vec::new();
+    let r = engine::install(
+        &a,
+        &secrets(),
+        &machine("laptop"),
+        &Payload::Dir(src),
+        &mut t,
+        &mut |e| events.push(e),
+    );
+    r.map_err(|(e, _)| e.to_string()).unwrap();
+    let part: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.stage == Stage::Partition)
+        .collect();
+    assert_eq!(part.len(), 2, "start and the target's own progress line");
+    assert!(part[0].message.contains(plan_disk) && part[1].message == "target directory ready");
+    assert_eq!(part[1].percent, overall_percent(Stage::Partition, 50));
 }

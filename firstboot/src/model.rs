@@ -157,6 +157,9 @@ pub struct QubeSpec {
     pub pci_no_strict_reset: bool,
     /// Root image size (templates only).
     pub root_size: u64,
+    /// Holds the USB controllers: gets the input-proxy policy sys-usb.sls writes.
+    #[serde(default)]
+    pub usb_qube: bool,
 }
 
 impl QubeSpec {
@@ -176,6 +179,7 @@ impl QubeSpec {
             pci: Vec::new(),
             pci_no_strict_reset: false,
             root_size: ROOT_IMG_SIZE,
+            usb_qube: false,
         }
     }
 

@@ -22,6 +22,18 @@ use crate::xlcfg;
 pub const QUBES_XML: &str = "var/lib/qubes/qubes.xml";
 pub const XL_DIR: &str = "var/lib/qubes/xl";
 pub const STATE_DIR: &str = "var/lib/bulkhead/firstboot";
+/// The qrexec policy for USB input devices (qvm/sys-usb.sls's defaults:
+/// mouse on request, keyboard denied, tablet denied).
+pub const INPUT_POLICY: &str = "etc/qubes/policy.d/50-config-input.policy";
+
+fn input_policy(usb_qube: &str) -> String {
+    format!(
+        "# Written by bulkhead firstboot, as Qubes' qvm.sys-usb state writes it.\n\
+         qubes.InputMouse * {usb_qube} dom0 ask default_target=dom0\n\
+         qubes.InputKeyboard * {usb_qube} dom0 deny\n\
+         qubes.InputTablet * {usb_qube} dom0 deny\n"
+    )
+}
 
 pub struct Offline {
     root: PathBuf,
@@ -448,6 +460,13 @@ impl Backend for Offline {
             0o644,
         )?;
         ctx.point("xl-config")?;
+        if spec.usb_qube {
+            crate::util::write_atomic(
+                &self.root.join(INPUT_POLICY),
+                input_policy(&spec.name).as_bytes(),
+                0o644,
+            )?;
+        }
 
         // 3. The qubes.xml entry.
         if existing.is_none() {

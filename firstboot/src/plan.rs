@@ -17,8 +17,14 @@
 //! resolves `qvm.default-dispvm` first), so the order is sys-net,
 //! default-dvm, sys-firewall, sys-usb, then the AppVMs; the services and
 //! features the salt states set (servicevm, clocksync, minimal-netvm,
-//! minimal-usbvm, disabled meminfo-writer, ...) are set too; templates get
-//! the black label as `qvm-template` gives them.
+//! minimal-usbvm, disabled meminfo-writer, ...) are set too, and so is the
+//! USB input policy sys-usb.sls writes; templates get the black label as
+//! `qvm-template` gives them.
+//!
+//! Not done, because Bulkhead's first boot has no salt, RPM or GUI: templates
+//! come from raw images in the payload instead of `qvm-template install`;
+//! default-dvm's app-menu whitelist (`qvm-appmenus`) is not written; the
+//! disposable-preload feature on dom0 is not set.
 
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +174,7 @@ impl Plan {
             if usb == UsbQube::SysNet {
                 net.pci.extend(usb_pci.iter().cloned());
                 net.pci_no_strict_reset = true;
+                net.usb_qube = true;
             }
             p.add(net);
             if !s.disposable_sys_net {
@@ -191,6 +198,7 @@ impl Plan {
                 u.memory = Some(300);
                 u.pci = usb_pci;
                 u.pci_no_strict_reset = true;
+                u.usb_qube = true;
                 p.add(
                     u.feature("service.network-manager", false)
                         .feature("service.meminfo-writer", false)

@@ -192,6 +192,17 @@ fn default_install_matches_qubes_initial_setup() {
     let fw = read(root, "var/lib/qubes/xl/sys-firewall.cfg");
     assert!(fw.contains("backend=sys-net"), "{fw}");
 
+    // The USB input policy of qvm/sys-usb.sls.
+    let policy = read(root, "etc/qubes/policy.d/50-config-input.policy");
+    assert!(
+        policy.contains("qubes.InputKeyboard * sys-usb dom0 deny\n"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("qubes.InputMouse * sys-usb dom0 ask default_target=dom0\n"),
+        "{policy}"
+    );
+
     // A second run does nothing.
     let before = tree(root);
     let err = ok(&firstboot(root, &[], &[]));
@@ -278,6 +289,11 @@ fn install_options() {
     let err = ok(&firstboot(d.path(), &[], &[]));
     assert!(err.contains("installed onto a USB drive"), "{err}");
     assert!(!names(d.path()).contains(&"sys-usb".to_string()));
+    assert!(
+        !d.path()
+            .join("etc/qubes/policy.d/50-config-input.policy")
+            .exists()
+    );
 
     // sys-net as USB qube, disposable sys-net.
     let d = tempdir();
@@ -298,6 +314,11 @@ fn install_options() {
         .collect();
     assert_eq!(ids, ["00_19.0", "00_14.0"]);
     assert!(x.domain("default-dvm").unwrap().qid() < net.qid());
+    let policy = read(d.path(), "etc/qubes/policy.d/50-config-input.policy");
+    assert!(
+        policy.contains("qubes.InputKeyboard * sys-net dom0 deny"),
+        "{policy}"
+    );
 
     // No default AppVMs.
     let d = tempdir();

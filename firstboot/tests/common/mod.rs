@@ -87,6 +87,7 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     }
     let mut out = BTreeMap::new();
     walk(root, &root.join("var/lib"), &mut out);
+    walk(root, &root.join("etc/qubes"), &mut out);
     out
 }
 

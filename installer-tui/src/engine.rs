@@ -625,15 +625,16 @@ pub fn bootloader_commands(disk: &str, uefi_booted: bool) -> Vec<Vec<String>> {
 /// The disk and the mounted target, as the engine uses them.
 pub trait Target {
     /// Checks the consent `erase` against the plan, partitions, formats and
-    /// mounts; returns the mounted root. `progress` takes the percent done
-    /// within the stage and a log line, as it happens.
+    /// mounts; returns the mounted root and the plan actually applied (an
+    /// interrupted earlier run's, when the partitioner resumes it).
+    /// `progress` takes the percent done within the stage and a log line.
     fn prepare(
         &mut self,
         plan: &Plan,
         erase: &str,
         secrets: &Secrets,
         progress: &mut dyn FnMut(u8, String),
-    ) -> Result<PathBuf, String>;
+    ) -> Result<(PathBuf, Plan), String>;
     /// Runs a command inside the target root.
     fn run_in_target(&mut self, root: &Path, argv: &[String], log: &mut Log) -> Result<(), String>;
     /// Whether this machine was booted by UEFI.
@@ -664,6 +665,9 @@ pub fn install(
             message,
         });
     };
+    // After `prepare`, a failure still unmounts and closes (best effort), so
+    // a retry finds the disk free.
+    let mut opened = false;
     macro_rules! tryst {
         ($e:expr) => {
             match $e {
@@ -671,6 +675,11 @@ pub fn install(
                 Err(e) => {
                     let e: InstallError = e;
                     log.line(format!("FAILED: {e}"));
+                    if opened {
+                        if let Err(m) = target.finish(&mut log) {
+                            log.line(format!("cleaning up after the failure: {m}"));
+                        }
+                    }
                     return Err((e, log));
                 }
             }
@@ -725,7 +734,8 @@ pub fn install(
         emit(&mut part_log, Stage::Partition, within, line)
     });
     log.lines.append(&mut part_log.lines);
-    let root = tryst!(prepared.map_err(stage_err(Stage::Partition)));
+    let (root, plan) = tryst!(prepared.map_err(stage_err(Stage::Partition)));
+    opened = true;
     emit(&mut log, Stage::Payload, 0, format!("copying {payload:?}"));
     tryst!(copy_payload(payload, &root, &mut log).map_err(stage_err(Stage::Payload)));
     let facts = TargetFacts::of(&plan);
@@ -782,6 +792,7 @@ pub fn install(
         started.elapsed().as_secs_f64()
     ));
     tryst!(write(&root, LOG_PATH, &log.text(), 0o600).map_err(stage_err(Stage::Finish)));
+    opened = false;
     tryst!(target.finish(&mut log).map_err(stage_err(Stage::Finish)));
     emit(&mut log, Stage::Finish, 100, "done".into());
     Ok(log)
@@ -835,7 +846,7 @@ impl Target for DiskTarget {
         erase: &str,
         secrets: &Secrets,
         progress: &mut dyn FnMut(u8, String),
-    ) -> Result<PathBuf, String> {
+    ) -> Result<(PathBuf, Plan), String> {
         let disk = PathBuf::from(&plan.disk.path);
         let inv = partitioner::discover_system().map_err(|e| e.to_string())?;
         partitioner::refuse::check_apply(plan, &inv, erase).map_err(|e| e.to_string())?;
@@ -878,7 +889,7 @@ impl Target for DiskTarget {
             &partition_path(&disk, Role::Esp, plan),
             &root.join("boot/efi"),
         )?;
-        Ok(root)
+        Ok((root, out.plan))
     }
 
     fn run_in_target(

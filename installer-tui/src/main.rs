@@ -53,6 +53,13 @@ struct Cli {
     /// Where the target is mounted during the install.
     #[arg(long, value_name = "DIR", default_value = "/mnt/bulkhead")]
     mountpoint: PathBuf,
+    /// Fixed argon2id memory in KiB instead of cryptsetup's benchmark (tests
+    /// and very small machines; weakens the key slot).
+    #[arg(long, value_name = "KIB", requires = "pbkdf_iterations", hide = true)]
+    pbkdf_memory: Option<u32>,
+    /// Fixed argon2id iterations (with --pbkdf-memory).
+    #[arg(long, value_name = "N", requires = "pbkdf_memory", hide = true)]
+    pbkdf_iterations: Option<u32>,
     /// Print the answer-file reference (Markdown) and exit.
     #[arg(long)]
     answers_reference: bool,
@@ -91,6 +98,20 @@ fn run() -> Result<ExitCode> {
     match answers_path {
         Some(p) => unattended(&cli, &p, machine()?, dry_run),
         None => interactive(&cli, machine()?, dry_run),
+    }
+}
+
+fn pbkdf(cli: &Cli, machine: &MachineData) -> partitioner::luks::Pbkdf {
+    match (cli.pbkdf_memory, cli.pbkdf_iterations) {
+        (Some(memory_kib), Some(iterations)) => partitioner::luks::Pbkdf::Fixed {
+            iterations,
+            memory_kib,
+            parallel_threads: 1,
+        },
+        _ => partitioner::luks::Pbkdf::for_machine(
+            machine.inventory.memory_bytes,
+            machine.inventory.cpus,
+        ),
     }
 }
 
@@ -160,10 +181,7 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
         return Ok(ExitCode::SUCCESS);
     }
     let secrets = secrets(&answers)?;
-    let pbkdf = partitioner::luks::Pbkdf::for_machine(
-        machine.inventory.memory_bytes,
-        machine.inventory.cpus,
-    );
+    let pbkdf = pbkdf(cli, &machine);
     let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
     let payload = Payload::at(&cli.payload);
     let mut print = |e: engine::Event| {
@@ -258,6 +276,7 @@ fn event_loop(
             Command::Install(b) => {
                 let (answers, secrets) = *b;
                 let machine = state.machine.clone();
+                let pbkdf = pbkdf(cli, &machine);
                 let tx = tx.clone();
                 let payload = Payload::at(&cli.payload);
                 let mountpoint = cli.mountpoint.clone();
@@ -281,10 +300,6 @@ fn event_loop(
                             })
                             .map_err(|e| (e.stage(), e.to_string()))
                     } else {
-                        let pbkdf = partitioner::luks::Pbkdf::for_machine(
-                            machine.inventory.memory_bytes,
-                            machine.inventory.cpus,
-                        );
                         let mut target = DiskTarget::new(mountpoint, pbkdf);
                         let mut send_mut = send;
                         match engine::install(

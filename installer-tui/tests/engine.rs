@@ -24,6 +24,8 @@ struct DirTarget {
     commands: Vec<Vec<String>>,
     uefi: bool,
     finished: bool,
+    /// Pretend the partitioner resumed an earlier run with this LUKS UUID.
+    resumed_luks: Option<uuid::Uuid>,
 }
 
 impl DirTarget {
@@ -34,6 +36,7 @@ impl DirTarget {
             commands: vec![],
             uefi: false,
             finished: false,
+            resumed_luks: None,
         }
     }
 }
@@ -45,14 +48,19 @@ impl Target for DirTarget {
         erase: &str,
         _s: &Secrets,
         progress: &mut dyn FnMut(u8, String),
-    ) -> Result<PathBuf, String> {
+    ) -> Result<(PathBuf, Plan), String> {
         // the consent check the disk target makes before its first write
         partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
         self.prepared = true;
         progress(50, "target directory ready".into());
-        Ok(self.root.clone())
+        let mut applied = plan.clone();
+        if let Some(u) = self.resumed_luks {
+            applied.luks.uuid = u;
+            applied.luks.mapper_name = format!("luks-{u}");
+        }
+        Ok((self.root.clone(), applied))
     }
     fn run_in_target(
         &mut self,
@@ -392,7 +400,10 @@ fn missing_time_zone_and_existing_user_fail_in_configure_naming_the_stage() {
     let (e, _) = r.unwrap_err();
     assert_eq!(e.stage(), Stage::Configure);
     assert!(e.to_string().contains("Asia/Tokyo"), "{e}");
-    assert!(!t.finished);
+    assert!(
+        t.finished,
+        "a failure after partitioning still unmounts and closes"
+    );
     let mut a = answers("");
     a.user.name = "user1".into();
     let mut t = DirTarget::new(&tmp.path().join("t2"));
@@ -471,4 +482,23 @@ fn consent_must_name_the_planned_disk_and_answers_must_be_valid() {
     assert_eq!(part.len(), 2, "start and the target's own progress line");
     assert!(part[0].message.contains(plan_disk) && part[1].message == "target directory ready");
     assert_eq!(part[1].percent, overall_percent(Stage::Partition, 50));
+}
+
+#[test]
+fn files_follow_the_plan_the_partitioner_applied_when_it_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let u = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+    t.resumed_luks = Some(u);
+    let (r, _) = run(&answers(""), "laptop", &Payload::Dir(src), &mut t);
+    r.map_err(|(e, _)| e.to_string()).unwrap();
+    let crypttab = std::fs::read_to_string(tmp.path().join("t/etc/crypttab")).unwrap();
+    assert_eq!(
+        crypttab,
+        format!("luks-{u} UUID={u} none discard,x-initrd.attach\n")
+    );
+    let grub = std::fs::read_to_string(tmp.path().join("t/boot/grub/grub.cfg")).unwrap();
+    assert!(grub.contains(&format!("rd.luks.uuid=luks-{u}")));
 }

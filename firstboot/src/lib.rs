@@ -56,12 +56,12 @@ pub enum Error {
     #[error("a previous first boot stopped before step {0}; run `firstboot --resume` to finish it")]
     Interrupted(String),
     #[error(
-        "{what}: {source}\nstep {step} did not complete; fix the cause and run `firstboot --resume` (finished steps are not redone)"
+        "{what} failed: {cause}\nstep {step} did not complete; fix the cause and run `firstboot --resume` (finished steps are not redone)"
     )]
     StepFailed {
         step: String,
         what: String,
-        source: Box<Error>,
+        cause: Box<Error>,
     },
     #[error("Admin API: {0}")]
     Api(String),

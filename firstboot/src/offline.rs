@@ -56,7 +56,7 @@ impl Offline {
         let p = self.xml_path();
         if !p.exists() {
             return Err(Error::Missing(format!(
-                "{} does not exist; the init-store step makes it (rerun firstboot --resume)",
+                "{} does not exist: first boot has not initialised the store yet (run `firstboot`, or `firstboot --resume` after an interruption)",
                 p.display()
             )));
         }

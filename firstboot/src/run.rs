@@ -281,7 +281,7 @@ pub fn execute(
                 return Err(Error::StepFailed {
                     step: id,
                     what: desc,
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 });
             }
         };

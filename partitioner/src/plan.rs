@@ -15,6 +15,13 @@
 //! `swap_suggestion` (2×RAM below 2 GiB, RAM below 8 GiB, RAM/2 below
 //! 64 GiB, else 4 GiB) capped at 10% of the disk as anaconda does; the ESP
 //! is 600 MiB (architecture.md says 200–600 MiB).
+//!
+//! Partition types: BIOS boot `21686148-…`, ESP `C12A7328-…`, /boot Linux
+//! filesystem data `0FC63DAF-…`, and the registered LUKS type `CA7D7CCB-…`
+//! for the encrypted partition, so tools see what it holds. Qubes' legacy
+//! BIOS installs use MBR; we always use GPT plus the BIOS boot partition.
+//! The LUKS2 sector size is 512 as Qubes uses under LVM, or the disk's
+//! logical sector size when that is larger (dm-crypt cannot go below it).
 
 use std::fmt;
 

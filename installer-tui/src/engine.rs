@@ -851,12 +851,17 @@ impl Target for DiskTarget {
         let inv = partitioner::discover_system().map_err(|e| e.to_string())?;
         partitioner::refuse::check_apply(plan, &inv, erase).map_err(|e| e.to_string())?;
         let mut forward = |p: &partitioner::apply::Progress| {
-            let within = (p.index * 100 / p.total.max(1)).min(100) as u8;
+            // `index` counts from 1.
+            let done = match p.event {
+                partitioner::apply::Event::Started => p.index.saturating_sub(1),
+                _ => p.index,
+            };
+            let within = (done * 100 / p.total.max(1)).min(100) as u8;
             progress(
                 within,
                 format!(
                     "partitioner {}/{}: {} ({:?})",
-                    p.index + 1,
+                    p.index,
                     p.total,
                     p.step.describe(),
                     p.event

@@ -45,6 +45,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "dm_mod",
     "dm_crypt",
     "msr",
+    "efivarfs",
 ];
 
 /// Whole directories of the module tree shipped so that on-demand loads
@@ -63,8 +64,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /run /tmp /mnt
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 while read -r m; do modprobe -q "$m" 2>/dev/null; done < /etc/bulkhead/modules
+[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 echo "BULKHEAD-GUEST-START"
 /bin/sh /test.sh
 rc=$?

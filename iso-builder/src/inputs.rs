@@ -115,11 +115,19 @@ impl Cache {
         self
     }
 
-    /// `$BULKHEAD_CACHE`, else `$XDG_CACHE_HOME/bulkhead`, else
-    /// `$HOME/.cache/bulkhead`, else `/var/cache/bulkhead`.
+    /// `$BULKHEAD_CACHE`; else, for root, `/var/cache/bulkhead` (readable
+    /// by other users, so a reproducibility check can rebuild as one);
+    /// else `$XDG_CACHE_HOME/bulkhead` or `$HOME/.cache/bulkhead`.
     pub fn default_root() -> PathBuf {
         if let Some(p) = std::env::var_os("BULKHEAD_CACHE").filter(|p| !p.is_empty()) {
             return PathBuf::from(p);
+        }
+        let is_root = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        };
+        if is_root {
+            return PathBuf::from("/var/cache/bulkhead");
         }
         if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
             return PathBuf::from(p).join("bulkhead");
@@ -235,6 +243,11 @@ impl Cache {
             .map_err(io_err("creating temporary directory in", &parent))?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(tmp.path()))?;
         let tmp = tmp.keep();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("setting permissions of", &tmp))?;
+        }
         fs::rename(&tmp, &dest).map_err(io_err("storing", &dest))?;
         Ok(dest)
     }

@@ -329,7 +329,11 @@ fn walk(
             .replace('\n', " ");
         let ty = match target.get("type").and_then(|t| t.as_str()) {
             Some("array") => "list of strings".to_string(),
-            Some("object") if target.get("additionalProperties").is_some() => {
+            Some("object")
+                if target
+                    .get("additionalProperties")
+                    .is_some_and(|a| a.is_object()) =>
+            {
                 "table of tables".to_string()
             }
             Some("object") => "table".to_string(),

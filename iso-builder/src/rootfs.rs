@@ -25,7 +25,8 @@ use crate::inputs::{AptEnv, Cache, DebPin, InputError};
 use crate::recipe::Tree;
 
 /// Bumped whenever assembly changes in a way that changes its output.
-const ASSEMBLY_VERSION: u32 = 1;
+const ASSEMBLY_VERSION: u32 = 3;
+const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -70,7 +71,8 @@ fn run(cmd: &mut Command) -> Result<String, RootfsError> {
 /// One mmdebstrap run.
 struct Assembly<'a> {
     suite: &'a str,
-    tree: &'a Tree,
+    variant: &'a str,
+    include: Vec<String>,
     sources: Vec<String>,
     target: &'a Path,
     listing: &'a Path,
@@ -82,7 +84,7 @@ impl Assembly<'_> {
     fn run(&self) -> Result<(), RootfsError> {
         let mut cmd = Command::new("mmdebstrap");
         cmd.args(["--mode=root", "--format=directory", "--quiet"])
-            .arg(format!("--variant={}", self.tree.variant))
+            .arg(format!("--variant={}", self.variant))
             .arg("--aptopt=APT::Install-Recommends \"false\"")
             .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
             .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
@@ -92,9 +94,17 @@ impl Assembly<'_> {
             .env("SOURCE_DATE_EPOCH", self.source_date_epoch.to_string())
             .env("LC_ALL", "C.UTF-8")
             .env("TZ", "UTC");
-        if !self.tree.packages.is_empty() {
-            cmd.arg(format!("--include={}", self.tree.packages.join(",")));
+        if !self.include.is_empty() {
+            cmd.arg(format!("--include={}", self.include.join(",")));
         }
+        // Kernel packages would build an initramfs nobody uses (the live
+        // system has its own; the installed system builds one on the target).
+        cmd.arg(format!(
+            "--essential-hook=chroot \"$1\" dpkg-divert --quiet --local --rename --add {UPDATE_INITRAMFS} && ln -s /bin/true \"$1{UPDATE_INITRAMFS}\""
+        ));
+        cmd.arg(format!(
+            "--customize-hook=rm -f \"$1{UPDATE_INITRAMFS}\" && chroot \"$1\" dpkg-divert --quiet --local --rename --remove {UPDATE_INITRAMFS}"
+        ));
         let listing = self.listing.display();
         cmd.arg(format!(
             "--customize-hook=chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{Architecture}}\\n' | LC_ALL=C sort > {listing}"
@@ -145,7 +155,8 @@ pub fn resolve(
     );
     Assembly {
         suite,
-        tree,
+        variant: &tree.variant,
+        include: tree.packages.clone(),
         sources: sources.to_vec(),
         target: &target,
         listing: &listing,
@@ -273,12 +284,26 @@ pub fn build(
         .arg(".")
         .current_dir(&repo))?;
     fs::write(repo.join("Packages"), packages).map_err(io_err("writing", &repo))?;
+    // mmdebstrap finds the essential set through the suite a Release names.
+    let release = run(Command::new("apt-ftparchive")
+        .arg(format!("-oAPT::FTPArchive::Release::Suite={suite}"))
+        .arg(format!("-oAPT::FTPArchive::Release::Codename={suite}"))
+        .arg("-oAPT::FTPArchive::Release::Architectures=amd64 all")
+        .arg("release")
+        .arg(".")
+        .current_dir(&repo))?;
+    fs::write(repo.join("Release"), release).map_err(io_err("writing", &repo))?;
 
     let target = work.path().join("root");
     let listing = work.path().join("installed.list");
+    // The private repository's Packages index carries each .deb's own
+    // Priority, not the archive's overrides, so a variant would select a
+    // different base; instead install the essential set plus every locked
+    // package by name.
     Assembly {
         suite,
-        tree,
+        variant: "essential",
+        include: pins.iter().map(|p| p.package.clone()).collect(),
         sources: vec![format!("deb [trusted=yes] copy://{} ./", repo.display())],
         target: &target,
         listing: &listing,

@@ -64,7 +64,7 @@ fn lock_then_build_twice_gives_identical_images() {
                 cache: &cache,
                 apt: &apt,
                 source_date_epoch: 1_700_000_000,
-                threads: threads,
+                threads,
             },
         )
         .unwrap();
@@ -78,7 +78,7 @@ fn lock_then_build_twice_gives_identical_images() {
                 cache: &cache,
                 apt: &apt,
                 source_date_epoch: 1_700_000_000,
-                threads: threads,
+                threads,
             },
         )
         .unwrap();

@@ -1,6 +1,8 @@
 //! Developer and CI entry points: `cargo xtask test`, `pin-kernel`, `bench`.
 
+mod bench;
 mod host;
+mod iso;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +35,42 @@ enum Cmd {
     PinKernel,
     /// Install the host packages listed in ci/host-packages.txt.
     HostPackages,
+    /// Resolve iso.toml's package sets against Debian and write inputs.lock.
+    Lock,
+    /// Build the ISO from iso.toml and inputs.lock into out/.
+    Iso {
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Build from the cache alone; fail naming what is missing.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Build the ISO twice (different directory, TZ, umask, LANG, user,
+    /// clock) and compare the results byte for byte.
+    Repro,
+    /// Boot an image under QEMU (SeaBIOS and OVMF, CD and USB) and wait
+    /// for the live system.
+    BootTest {
+        /// The image (default: the one in out/).
+        iso: Option<PathBuf>,
+    },
+    /// Measure our tools against the standard ones; writes bench/RESULTS.md.
+    Bench,
+    /// Regenerate the reference sections of README.md from the code.
+    Docs,
+    /// Run only the pipeline with given binaries (used by repro).
+    #[command(hide = true)]
+    BuildIso {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        cache: PathBuf,
+        #[arg(long = "bin")]
+        bins: Vec<PathBuf>,
+        #[arg(long)]
+        offline: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,6 +81,24 @@ fn main() -> Result<()> {
         Cmd::Test { no_guest, package } => test(&root, no_guest, &package),
         Cmd::PinKernel => pin_kernel(),
         Cmd::HostPackages => host::ensure_packages(&root),
+        Cmd::Lock => iso::lock(&root),
+        Cmd::Iso { out, offline } => iso::iso(&root, &root.join(out), offline).map(|_| ()),
+        Cmd::Repro => iso::repro(&root),
+        Cmd::Docs => docs(&root),
+        Cmd::Bench => bench::bench(&root),
+        Cmd::BootTest { iso } => {
+            let iso = match iso {
+                Some(p) => p,
+                None => default_iso(&root)?,
+            };
+            iso::boot_test(&iso)
+        }
+        Cmd::BuildIso {
+            out,
+            cache,
+            bins,
+            offline,
+        } => iso::build_iso(&root, &out, &cache, bins, offline).map(|_| ()),
     }
 }
 
@@ -134,6 +190,20 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         }
         run(&mut cmd)
     })?;
+    if !no_guest && packages.is_empty() {
+        step("ci pipelines schema", &mut || validate_pipelines(root))?;
+        let iso = default_iso(root)?;
+        step("iso build", &mut || {
+            iso::iso(root, &root.join("out"), false).map(|_| ())
+        })?;
+        step("iso verify", &mut || {
+            let e = iso_builder::checksum::verify(&iso, &mut |_, _| {})?;
+            eprintln!("embedded sha256 {} over {} bytes: ok", e.sha256, e.size);
+            Ok(())
+        })?;
+        step("iso boot-test", &mut || iso::boot_test(&iso))?;
+        step("iso repro", &mut || iso::repro(root))?;
+    }
     eprintln!("\nxtask test: every step passed");
     for (name, t) in &times {
         eprintln!("  {name:<20} {:>7.1} s", t.as_secs_f64());
@@ -163,5 +233,58 @@ fn pin_kernel() -> Result<()> {
         pin.sha256,
         path.display()
     );
+    Ok(())
+}
+
+const REF_START: &str = "<!-- recipe-reference:start -->";
+const REF_END: &str = "<!-- recipe-reference:end -->";
+
+/// Replaces the recipe reference in README.md with the one derived from the
+/// recipe structs' doc comments.
+fn docs(root: &Path) -> Result<()> {
+    let path = root.join("README.md");
+    let text = std::fs::read_to_string(&path)?;
+    let (Some(a), Some(b)) = (text.find(REF_START), text.find(REF_END)) else {
+        bail!("README.md lacks the {REF_START} / {REF_END} markers");
+    };
+    let new = format!(
+        "{}{REF_START}\n{}{}",
+        &text[..a],
+        iso_builder::recipe::reference_markdown(),
+        &text[b..]
+    );
+    std::fs::write(&path, new)?;
+    eprintln!("README.md: recipe reference regenerated");
+    Ok(())
+}
+
+/// The ISO `cargo xtask iso` writes.
+fn default_iso(root: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(root.join("iso.toml"))?;
+    let recipe = iso_builder::recipe::Recipe::parse(&text, "iso.toml")?;
+    Ok(root.join("out").join(recipe.iso_name()))
+}
+
+/// Checks the pipelines in ci/ against the GitHub Actions and GitLab CI
+/// schemas (check-jsonschema's vendored copies, installed into a venv).
+fn validate_pipelines(root: &Path) -> Result<()> {
+    let venv = root.join("target/ci-venv");
+    let tool = venv.join("bin/check-jsonschema");
+    if !tool.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "check-jsonschema==0.29.4",
+        ]))?;
+    }
+    for (schema, file) in [
+        ("vendor.github-workflows", "ci/github/build-iso.yml"),
+        ("vendor.gitlab-ci", "ci/gitlab/build-iso.gitlab-ci.yml"),
+    ] {
+        run(Command::new(&tool)
+            .args(["--builtin-schema", schema])
+            .arg(root.join(file)))?;
+    }
     Ok(())
 }

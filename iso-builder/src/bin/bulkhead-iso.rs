@@ -69,6 +69,29 @@ enum Cmd {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bootloader.lock.toml"))]
         lock: PathBuf,
     },
+    /// Check an image file, or a USB stick or DVD holding one, against the
+    /// sha256 embedded in it (trailing bytes on a stick are ignored).
+    /// Exit status 0 when intact, 1 when corrupt or truncated.
+    Verify { image: PathBuf },
+    /// Build the whole ISO from a recipe and its lock (what `cargo xtask iso`
+    /// runs after building our programs).
+    Build {
+        #[arg(long, default_value = "iso.toml")]
+        recipe: PathBuf,
+        #[arg(long, default_value = "inputs.lock")]
+        lock: PathBuf,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Cache directory (default: $BULKHEAD_CACHE, /var/cache/bulkhead as root).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// A program to carry under bulkhead/bin/ (repeatable).
+        #[arg(long = "bin")]
+        bins: Vec<PathBuf>,
+        /// Use only what is cached; fail naming what is missing.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Time this writer against `xorriso -as mkisofs -R -J` on one tree.
     Bench {
         /// Scratch directory (the tree and both images go there).
@@ -131,6 +154,55 @@ fn main() -> Result<()> {
                 iso9660::write_image(&tree, iso9660::Options::new(&label, epoch(e)?), &output)
                     .with_context(|| format!("writing {}", output.display()))?;
             println!("{}: {} bytes", output.display(), layout.image_size());
+        }
+        Cmd::Verify { image } => {
+            let t = Instant::now();
+            match iso_builder::checksum::verify(&image, &mut |_, _| {}) {
+                Ok(e) => println!(
+                    "{}: intact ({} bytes, sha256 {}) in {:.1?}",
+                    image.display(),
+                    e.size,
+                    e.sha256,
+                    t.elapsed()
+                ),
+                Err(e) => {
+                    eprintln!("bulkhead-iso: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Cmd::Build {
+            recipe,
+            lock,
+            out,
+            cache,
+            bins,
+            offline,
+        } => {
+            use iso_builder::pipeline::{self, BuildOptions, Progress};
+            struct Lines;
+            impl Progress for Lines {
+                fn start(&mut self, stage: &str) {
+                    eprintln!("{stage} ...");
+                }
+                fn finish(&mut self, stage: &str, note: &str) {
+                    eprintln!("{stage}: done {note}");
+                }
+            }
+            let opts = BuildOptions {
+                recipe,
+                lock,
+                out_dir: out,
+                cache: Cache::new(
+                    cache.unwrap_or_else(Cache::default_root),
+                    iso_builder::lock::REFRESH,
+                )
+                .offline(offline),
+                binaries: bins,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            };
+            let r = pipeline::build(&opts, &mut Lines)?;
+            println!("{} sha256 {}", r.iso.display(), r.manifest.output.sha256);
         }
         Cmd::PinBootloader { lock } => {
             let pins = BootloaderLock::resolve()?;

@@ -1,0 +1,342 @@
+//! The whole ISO build: recipe + lock → trees (cached images) → live
+//! initramfs → master → embedded checksum → manifest, SBOM, SHA256SUMS.
+//! `cargo xtask iso` and `bulkhead-iso build` both call [`build`].
+//!
+//! Nothing is written under a final name until it is complete: the image is
+//! mastered to a temporary file in the output directory and renamed last.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::checksum::{self, ChecksumError};
+use crate::compress::{self, CompressError};
+use crate::grub::{self, BootloaderLock, GrubError};
+use crate::inputs::{self, AptEnv, Cache, DebPin, InputError};
+use crate::isotree::{Tree, TreeError};
+use crate::live::{self, LiveError, LiveInitramfs};
+use crate::lock::{Lock, LockError};
+use crate::manifest::{self, Artifact, Manifest, SbomError};
+use crate::master::{self, MasterError, MasterOptions};
+use crate::recipe::{Recipe, RecipeError};
+use crate::rootfs::{self, BuildEnv, RootfsError};
+
+/// Bumped when the pipeline's output changes for the same inputs.
+pub const BUILDER: &str = concat!("bulkhead-iso ", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    #[error(transparent)]
+    Grub(#[from] GrubError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
+    #[error(transparent)]
+    Sbom(#[from] SbomError),
+    #[error("{what} {path:?}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io { what, path, source }
+}
+
+/// What to build and where.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub lock: PathBuf,
+    pub out_dir: PathBuf,
+    pub cache: Cache,
+    /// Our own programs carried on the medium under `bulkhead/bin/`.
+    pub binaries: Vec<PathBuf>,
+    pub threads: usize,
+}
+
+/// Told about each stage as the build goes.
+pub trait Progress {
+    fn start(&mut self, stage: &str);
+    fn finish(&mut self, stage: &str, note: &str);
+}
+
+/// Prints nothing.
+pub struct Quiet;
+impl Progress for Quiet {
+    fn start(&mut self, _: &str) {}
+    fn finish(&mut self, _: &str, _: &str) {}
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub iso: PathBuf,
+    pub manifest: Manifest,
+    /// Stage, time taken, note (e.g. "cached").
+    pub stages: Vec<(String, Duration, String)>,
+}
+
+struct Stages<'a> {
+    progress: &'a mut dyn Progress,
+    done: Vec<(String, Duration, String)>,
+}
+
+impl Stages<'_> {
+    fn run<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<(T, String), BuildError>,
+    ) -> Result<T, BuildError> {
+        self.progress.start(name);
+        let t = Instant::now();
+        let (v, note) = f()?;
+        self.progress.finish(name, &note);
+        self.done.push((name.to_string(), t.elapsed(), note));
+        Ok(v)
+    }
+}
+
+fn artifact(name: &str, path: &Path) -> Result<Artifact, BuildError> {
+    let size = fs::metadata(path).map_err(io_err("reading", path))?.len();
+    Ok(Artifact {
+        name: name.to_string(),
+        sha256: inputs::sha256_file(path)?,
+        size,
+    })
+}
+
+fn find_pin<'a>(
+    pins: &'a [DebPin],
+    what: &str,
+    f: impl Fn(&str) -> bool,
+) -> Result<&'a DebPin, BuildError> {
+    pins.iter().find(|p| f(&p.package)).ok_or_else(|| {
+        BuildError::Config(format!(
+            "the live tree has no {what}; add it to [trees.live] packages in iso.toml and run `cargo xtask lock`"
+        ))
+    })
+}
+
+/// Builds the ISO described by `opts`.
+pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildReport, BuildError> {
+    let mut st = Stages {
+        progress,
+        done: Vec::new(),
+    };
+    let recipe_text = fs::read_to_string(&opts.recipe).map_err(io_err("reading", &opts.recipe))?;
+    let recipe = Recipe::parse(&recipe_text, &opts.recipe.display().to_string())?;
+    let lock = Lock::read(&opts.lock)?;
+    lock.check(&recipe, &opts.lock)?;
+    let lock_text = fs::read_to_string(&opts.lock).map_err(io_err("reading", &opts.lock))?;
+    let sde = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            BuildError::Config(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            ))
+        })?,
+        _ => recipe.release.source_date_epoch,
+    };
+    let cache = &opts.cache;
+    let apt = AptEnv::new(
+        cache.root(),
+        &recipe.debian.sources,
+        &recipe.debian.architecture,
+    )?;
+
+    let mut images = Vec::new();
+    for (name, tree) in &recipe.trees {
+        let pins = &lock.trees[name];
+        let img = st.run(&format!("tree {name}"), || {
+            let img = rootfs::build(
+                name,
+                tree,
+                pins,
+                BuildEnv {
+                    suite: &recipe.debian.suite,
+                    cache,
+                    apt: &apt,
+                    source_date_epoch: sde,
+                    threads: opts.threads,
+                },
+            )?;
+            let note = if img.cached { "cached" } else { "built" }.to_string();
+            Ok((img, note))
+        })?;
+        images.push(img);
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix("bulkhead-build-")
+        .tempdir()
+        .map_err(io_err(
+            "creating a work directory in",
+            &std::env::temp_dir(),
+        ))?;
+    let live_pins = &lock.trees["live"];
+    let medium_id = format!(
+        "{}-{}-{}",
+        recipe.release.name,
+        recipe.release.version,
+        &manifest_hash(&recipe_text, &lock_text)[..16]
+    );
+    let (vmlinuz, initrd) = st.run("live initramfs", || {
+        let kpin = find_pin(live_pins, "kernel (linux-image-amd64)", |p| {
+            p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit())
+        })?;
+        let bpin = find_pin(live_pins, "busybox-static", |p| p == "busybox-static")?;
+        let kroot = cache.unpacked(kpin)?;
+        let release = kpin.package.trim_start_matches("linux-image-").to_string();
+        let broot = cache.unpacked(bpin)?;
+        let busybox = ["usr/bin/busybox", "bin/busybox"]
+            .iter()
+            .map(|p| broot.join(p))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| broot.join("bin/busybox"));
+        let cpio = work.path().join("initrd.cpio");
+        LiveInitramfs {
+            kernel_root: kroot.clone(),
+            release: release.clone(),
+            busybox,
+            medium_id: medium_id.clone(),
+        }
+        .write_cpio(&cpio)?;
+        let initrd = work.path().join("initrd.img");
+        let input = fs::File::open(&cpio).map_err(io_err("opening", &cpio))?;
+        let output = fs::File::create(&initrd).map_err(io_err("creating", &initrd))?;
+        compress::xz(
+            input,
+            std::io::BufWriter::new(output),
+            6,
+            opts.threads as u32,
+        )?;
+        let vmlinuz = kroot.join(format!("boot/vmlinuz-{release}"));
+        Ok(((vmlinuz, initrd), format!("kernel {release}")))
+    })?;
+
+    let iso_name = recipe.iso_name();
+    let final_iso = opts.out_dir.join(&iso_name);
+    let mut image_artifacts = Vec::new();
+    let tmp_iso = st.run("master", || {
+        let mut tree = Tree::new();
+        tree.add_host_file(master::KERNEL, &vmlinuz, 0o444)?;
+        tree.add_host_file(master::INITRD, &initrd, 0o444)?;
+        image_artifacts.push(artifact("boot/initrd.img", &initrd)?);
+        for img in &images {
+            let dest = format!("live/{}.squashfs", img.name);
+            tree.add_host_file(&dest, &img.path, 0o444)?;
+            image_artifacts.push(artifact(&dest, &img.path)?);
+        }
+        tree.add_bytes(live::ID_FILE, medium_id.clone().into_bytes(), 0o444)?;
+        tree.add_bytes("bulkhead/iso.toml", recipe_text.clone().into_bytes(), 0o444)?;
+        tree.add_bytes(
+            "bulkhead/inputs.lock",
+            lock_text.clone().into_bytes(),
+            0o444,
+        )?;
+        for bin in &opts.binaries {
+            let name = bin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| BuildError::Config(format!("{} has no file name", bin.display())))?;
+            let dest = format!("bulkhead/bin/{name}");
+            tree.add_host_file(&dest, bin, 0o555)?;
+            image_artifacts.push(artifact(&dest, bin)?);
+        }
+        let mut mo = MasterOptions::new(&recipe.boot.volume_label, sde as i64);
+        mo.cmdline = recipe.boot.cmdline.clone();
+        mo.timeout = recipe.boot.timeout_seconds;
+        let blk = BootloaderLock::parse(grub::LOCK_TEXT)?;
+        let loader = grub::build_loader(cache, &blk, &crate::iso9660::grub_fs_uuid(sde as i64))?;
+        fs::create_dir_all(&opts.out_dir).map_err(io_err("creating", &opts.out_dir))?;
+        let tmp = opts.out_dir.join(format!(".{iso_name}.partial"));
+        master::master_tree(tree, &tmp, &mo, &loader)?;
+        let e = checksum::implant(&tmp)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+                .map_err(io_err("setting permissions of", &tmp))?;
+        }
+        Ok((tmp, format!("{} MiB", e.size >> 20)))
+    })?;
+
+    let manifest = st.run("manifest", || {
+        let output = artifact(&iso_name, &tmp_iso)?;
+        let mut inputs_list = manifest::inputs(&lock);
+        for p in BootloaderLock::parse(grub::LOCK_TEXT)?.deb {
+            inputs_list.push(manifest::Input {
+                package: p.package,
+                version: p.version,
+                arch: p.arch,
+                sha256: p.sha256,
+                size: p.size,
+                trees: vec!["bootloader".into()],
+            });
+        }
+        let m = Manifest {
+            schema: manifest::SCHEMA.into(),
+            release: recipe.release.name.clone(),
+            version: recipe.release.version.clone(),
+            builder: BUILDER.into(),
+            source_date_epoch: sde,
+            recipe_sha256: inputs_sha(&recipe_text),
+            lock_sha256: inputs_sha(&lock_text),
+            inputs: inputs_list,
+            images: image_artifacts.clone(),
+            output,
+        };
+        let stem = iso_name.trim_end_matches(".iso");
+        let manifest_path = opts.out_dir.join("manifest.json");
+        let sbom_path = opts.out_dir.join(format!("{stem}.cdx.json"));
+        write_atomic(&manifest_path, m.to_json().as_bytes())?;
+        write_atomic(&sbom_path, manifest::sbom(&m)?.as_bytes())?;
+        let sums = manifest::sha256sums(&[
+            m.output.clone(),
+            artifact("manifest.json", &manifest_path)?,
+            artifact(&format!("{stem}.cdx.json"), &sbom_path)?,
+        ]);
+        write_atomic(&opts.out_dir.join("SHA256SUMS"), sums.as_bytes())?;
+        fs::rename(&tmp_iso, &final_iso).map_err(io_err("renaming to", &final_iso))?;
+        Ok((m, String::new()))
+    })?;
+    Ok(BuildReport {
+        iso: final_iso,
+        manifest,
+        stages: st.done,
+    })
+}
+
+fn inputs_sha(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn manifest_hash(recipe: &str, lock: &str) -> String {
+    inputs_sha(&format!("{recipe}\0{lock}"))
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    let tmp = path.with_extension("partial");
+    fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("renaming to", path))
+}

@@ -1,0 +1,425 @@
+//! `cargo xtask lock`, `iso` and `repro`: thin drivers of iso-builder's
+//! pipeline, plus building our own binaries for the medium.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use iso_builder::inputs::Cache;
+use iso_builder::lock::{self, Lock};
+use iso_builder::pipeline::{self, BuildOptions, BuildReport, Progress};
+use iso_builder::recipe::Recipe;
+
+use crate::run;
+
+/// Our programs that go onto the medium, when their crates build them.
+const BINARIES: &[&str] = &[
+    "bulkhead-iso",
+    "hcl-check",
+    "partitioner",
+    "installer-tui",
+    "firstboot",
+];
+
+struct Bars {
+    bar: Option<ProgressBar>,
+    started: Instant,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Self {
+            bar: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&mut self, stage: &str) {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(stage.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+        self.started = Instant::now();
+    }
+    fn finish(&mut self, stage: &str, note: &str) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "  {stage:<24} {:>7.1} s  {note}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `cargo build --release` of the programs the medium carries, with the
+/// workspace path remapped so the binaries do not depend on where the
+/// checkout lives. Returns the built ones.
+pub fn build_binaries(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut flags = format!("--remap-path-prefix={}=/bulkhead", root.display());
+    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo").into_os_string())
+    }) {
+        flags.push_str(&format!(
+            "\x1f--remap-path-prefix={}=/cargo",
+            PathBuf::from(home).display()
+        ));
+    }
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "--workspace",
+            "--exclude",
+            "xtask",
+        ])
+        .env("CARGO_ENCODED_RUSTFLAGS", flags))?;
+    let dir = root.join("target/release");
+    Ok(BINARIES
+        .iter()
+        .map(|b| dir.join(b))
+        .filter(|p| p.is_file())
+        .collect())
+}
+
+pub fn recipe_paths(root: &Path) -> (PathBuf, PathBuf) {
+    (root.join("iso.toml"), root.join("inputs.lock"))
+}
+
+/// `cargo xtask lock`.
+pub fn lock(root: &Path) -> Result<()> {
+    crate::host::ensure_packages(root)?;
+    let (recipe_path, lock_path) = recipe_paths(root);
+    let text = std::fs::read_to_string(&recipe_path)
+        .with_context(|| format!("reading {}", recipe_path.display()))?;
+    let recipe = Recipe::parse(&text, "iso.toml")?;
+    let scratch = tempfile::tempdir()?;
+    let t = Instant::now();
+    let lock = Lock::resolve(&recipe, scratch.path(), |tree| {
+        eprintln!(
+            "resolving tree `{tree}` against {:?}",
+            recipe.debian.sources
+        );
+    })?;
+    lock.write(&lock_path)?;
+    let n: usize = lock.trees.values().map(Vec::len).sum();
+    eprintln!(
+        "wrote {} ({n} packages in {} trees, {:.0} s)",
+        lock_path.display(),
+        lock.trees.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_report(r: &BuildReport, total: Duration) {
+    eprintln!(
+        "\nbuilt {} in {:.1} s",
+        r.iso.display(),
+        total.as_secs_f64()
+    );
+    eprintln!("  sha256 {}", r.manifest.output.sha256);
+    eprintln!("  size   {} MiB", r.manifest.output.size >> 20);
+    for a in &r.manifest.images {
+        eprintln!("  {:<32} {:>6} MiB", a.name, a.size >> 20);
+    }
+}
+
+/// Builds the ISO from `iso.toml` + `inputs.lock` into `out`.
+pub fn build_iso(
+    root: &Path,
+    out: &Path,
+    cache: &Path,
+    binaries: Vec<PathBuf>,
+    offline: bool,
+) -> Result<BuildReport> {
+    let (recipe, lock_path) = recipe_paths(root);
+    let opts = BuildOptions {
+        recipe,
+        lock: lock_path,
+        out_dir: out.to_path_buf(),
+        cache: Cache::new(cache, lock::REFRESH).offline(offline),
+        binaries,
+        threads: threads(),
+    };
+    let t = Instant::now();
+    let r = pipeline::build(&opts, &mut Bars::new())?;
+    print_report(&r, t.elapsed());
+    Ok(r)
+}
+
+/// `cargo xtask iso`.
+pub fn iso(root: &Path, out: &Path, offline: bool) -> Result<BuildReport> {
+    crate::host::ensure_packages(root)?;
+    let t = Instant::now();
+    let bins = build_binaries(root)?;
+    eprintln!(
+        "  {:<24} {:>7.1} s  {} programs",
+        "our binaries",
+        t.elapsed().as_secs_f64(),
+        bins.len()
+    );
+    build_iso(root, out, &Cache::default_root(), bins, offline)
+}
+
+/// `cargo xtask repro`: two builds from the same cache in different
+/// directories, with a different TZ, umask, LANG, user and clock, compared
+/// byte for byte.
+pub fn repro(root: &Path) -> Result<()> {
+    crate::host::ensure_packages(root)?;
+    let bins = build_binaries(root)?;
+    let cache = Cache::default_root();
+    let base = root.join("target/repro");
+    let _ = std::fs::remove_dir_all(&base);
+    let (a, b) = (base.join("a"), base.join("b"));
+    std::fs::create_dir_all(&a)?;
+    std::fs::create_dir_all(&b)?;
+    let exe = std::env::current_exe()?;
+    let bin_args: Vec<String> = bins
+        .iter()
+        .flat_map(|p| ["--bin".to_string(), p.display().to_string()])
+        .collect();
+
+    eprintln!(
+        "==> build A in {} (TZ=UTC, umask 022, LANG=C.UTF-8)",
+        a.display()
+    );
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$@\"")
+        .arg("sh")
+        .arg(&exe)
+        .arg("build-iso")
+        .arg("--out")
+        .arg(&a)
+        .arg("--cache")
+        .arg(&cache)
+        .args(&bin_args)
+        .env("TZ", "UTC")
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8"))?;
+
+    let other_user = other_user_for(&cache, &[root, &b]);
+    eprintln!(
+        "==> build B in {} (TZ=Pacific/Kiritimati, umask 077, LANG=de_DE.UTF-8, clock +3 days{})",
+        b.display(),
+        match &other_user {
+            Some(u) => format!(", user {u}"),
+            None => ", USER/HOME changed (cache not readable by another user)".into(),
+        }
+    );
+    let mut cmd = Command::new("faketime");
+    cmd.arg("-f").arg("+3d");
+    if let Some(u) = &other_user {
+        cmd.args([
+            "setpriv",
+            "--reuid",
+            u,
+            "--regid",
+            u,
+            "--clear-groups",
+            "--",
+        ]);
+        let _ = Command::new("chown").arg("-R").arg(u).arg(&b).status();
+    }
+    cmd.args(["sh", "-c", "umask 077; exec \"$@\"", "sh"])
+        .arg(&exe)
+        .arg("build-iso")
+        .arg("--offline")
+        .arg("--out")
+        .arg(&b)
+        .arg("--cache")
+        .arg(&cache)
+        .args(&bin_args)
+        .env("TZ", "Pacific/Kiritimati")
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8")
+        .env("USER", "repro")
+        .env("LOGNAME", "repro")
+        .env("HOME", &b)
+        .env("TMPDIR", &b);
+    run(&mut cmd)?;
+
+    let name = std::fs::read_dir(&a)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".iso"))
+        .context("build A produced no .iso")?;
+    let mut same = true;
+    for f in [name.as_str(), "manifest.json", "SHA256SUMS"] {
+        let x = std::fs::read(a.join(f)).with_context(|| format!("reading A/{f}"))?;
+        let y = std::fs::read(b.join(f)).with_context(|| format!("reading B/{f}"))?;
+        if x == y {
+            eprintln!("identical: {f} ({} bytes)", x.len());
+        } else {
+            same = false;
+            eprintln!("DIFFERENT: {f}");
+        }
+    }
+    if same {
+        eprintln!("repro: the two builds are byte-for-byte identical");
+        return Ok(());
+    }
+    explain_difference(&a.join(&name), &b.join(&name))?;
+    bail!("repro: the two builds differ (see above)")
+}
+
+/// A uid other than ours that can read the cache and write `dirs`, when we
+/// are root: `nobody`.
+fn other_user_for(cache: &Path, _dirs: &[&Path]) -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return None;
+    }
+    let readable = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "--",
+        ])
+        .args(["test", "-r"])
+        .arg(cache.join("sha256"))
+        .status()
+        .is_ok_and(|s| s.success());
+    readable.then(|| "nobody".to_string())
+}
+
+/// Names the first differing file (extracting both images with xorriso) and
+/// runs diffoscope when it is installed.
+fn explain_difference(a: &Path, b: &Path) -> Result<()> {
+    let x = std::fs::read(a)?;
+    let y = std::fs::read(b)?;
+    if let Some(off) = x.iter().zip(&y).position(|(p, q)| p != q) {
+        eprintln!(
+            "first differing byte at offset {off} (sector {})",
+            off / 2048
+        );
+    } else {
+        eprintln!("sizes differ: {} vs {} bytes", x.len(), y.len());
+    }
+    let tmp = tempfile::tempdir()?;
+    for (img, dir) in [(a, "a"), (b, "b")] {
+        let _ = Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(img)
+            .arg("-extract")
+            .arg("/")
+            .arg(tmp.path().join(dir))
+            .output();
+    }
+    let out = Command::new("diff")
+        .arg("-rq")
+        .arg(tmp.path().join("a"))
+        .arg(tmp.path().join("b"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().next() {
+        Some(first) => eprintln!("first differing file: {first}"),
+        None => {
+            eprintln!("the files inside are identical: the difference is in the image structure")
+        }
+    }
+    if Command::new("diffoscope")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("installing diffoscope-minimal to explain the difference");
+        let _ = Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "diffoscope-minimal",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    let _ = Command::new("diffoscope")
+        .args(["--text", "-", "--max-report-size", "200000"])
+        .arg(a)
+        .arg(b)
+        .status();
+    Ok(())
+}
+
+/// `cargo xtask boot-test ISO`: boots the image under QEMU TCG as a CD and
+/// as a USB disk, with SeaBIOS and with OVMF, and waits for the live system
+/// to report that it found its medium and mounted its root.
+pub fn boot_test(iso: &Path) -> Result<()> {
+    use guest_harness::{Bus, Disk, Firmware, Vm};
+    if !iso.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo xtask iso`",
+            iso.display()
+        );
+    }
+    let mut failed = Vec::new();
+    for fw in [Firmware::Bios, Firmware::Uefi] {
+        for usb in [false, true] {
+            let how = format!("{fw:?} {}", if usb { "USB" } else { "CD" });
+            let mut vm = Vm::new()
+                .memory_mib(2048)
+                .firmware(fw)
+                .wait_for("BULKHEAD-LIVE-READY")
+                .timeout(Duration::from_secs(300));
+            vm = if usb {
+                vm.disk(Disk::new(iso).bus(Bus::Usb).readonly(true))
+            } else {
+                vm.cdrom(iso)
+            };
+            let t = Instant::now();
+            let out = vm.run()?;
+            let line = out
+                .serial
+                .lines()
+                .find(|l| l.contains("BULKHEAD-LIVE-READY"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if out.matched {
+                eprintln!(
+                    "  {how:<10} ok in {:>5.1} s: {line}",
+                    t.elapsed().as_secs_f64()
+                );
+            } else {
+                eprintln!(
+                    "  {how:<10} FAILED after {:.1} s; console:",
+                    t.elapsed().as_secs_f64()
+                );
+                let tail: Vec<&str> = out.serial.lines().rev().take(40).collect();
+                for l in tail.into_iter().rev() {
+                    eprintln!("    | {l}");
+                }
+                failed.push(how);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "the image did not boot to the live system: {}",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -272,39 +272,119 @@ impl Payload {
 /// Copies the payload into `root`: a directory with modes and symlinks
 /// (by hand: std has no recursive copy keeping symlinks), a squashfs image
 /// with `unsquashfs` (squashfs-tools), keeping owners and xattrs.
-pub fn copy_payload(payload: &Payload, root: &Path, log: &mut Log) -> Result<u64, String> {
+/// `progress` gets the percent done: entries copied of those counted first,
+/// or for squashfs the files `unsquashfs -i` names of the superblock's inode
+/// count.
+pub fn copy_payload(
+    payload: &Payload,
+    root: &Path,
+    log: &mut Log,
+    progress: &mut dyn FnMut(u8),
+) -> Result<u64, String> {
     match payload {
         Payload::Dir(src) => {
+            let total = count_tree(src).max(1);
             let mut n = 0;
-            copy_tree(src, root, &mut n)?;
+            let mut last = 0;
+            let mut tick = |n: u64| {
+                let p = (n * 100 / total).min(100) as u8;
+                if p > last {
+                    last = p;
+                    progress(p);
+                }
+            };
+            copy_tree(src, root, &mut n, &mut tick)?;
             log.line(format!("copied {n} entries from {}", src.display()));
             Ok(n)
         }
         Payload::Squashfs(img) => {
-            let out = Command::new("unsquashfs")
-                .args(["-f", "-n", "-d"])
+            let total = squashfs_inodes(img)?.max(1);
+            let mut child = Command::new("unsquashfs")
+                .args(["-f", "-n", "-i", "-d"])
                 .arg(root)
                 .arg(img)
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .map_err(|e| format!("running unsquashfs on {}: {e}", img.display()))?;
-            if !out.status.success() {
+            let stderr = child.stderr.take().map(|mut e| {
+                std::thread::spawn(move || {
+                    let mut t = String::new();
+                    let _ = io::Read::read_to_string(&mut e, &mut t);
+                    t
+                })
+            });
+            let mut n = 0u64;
+            let mut last = 0;
+            if let Some(out) = child.stdout.take() {
+                for line in io::BufRead::lines(io::BufReader::new(out)) {
+                    let Ok(line) = line else { break };
+                    if line.starts_with(&root.display().to_string()) {
+                        n += 1;
+                        let p = (n * 100 / total).min(100) as u8;
+                        if p > last {
+                            last = p;
+                            progress(p);
+                        }
+                    }
+                }
+            }
+            let status = child
+                .wait()
+                .map_err(|e| format!("waiting for unsquashfs: {e}"))?;
+            let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+            if !status.success() {
                 return Err(format!(
                     "unsquashfs {} failed: {}",
                     img.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    err.trim()
                 ));
             }
             log.line(format!(
-                "unpacked {} into {}",
+                "unpacked {} ({n} of {total} inodes named) into {}",
                 img.display(),
                 root.display()
             ));
-            Ok(0)
+            Ok(n)
         }
     }
 }
 
-fn copy_tree(src: &Path, dst: &Path, n: &mut u64) -> Result<(), String> {
+/// The inode count of a squashfs image (`unsquashfs -s`).
+fn squashfs_inodes(img: &Path) -> Result<u64, String> {
+    let out = Command::new("unsquashfs")
+        .arg("-s")
+        .arg(img)
+        .output()
+        .map_err(|e| format!("running unsquashfs -s on {}: {e}", img.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} is not a readable squashfs image: {}",
+            img.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Number of inodes "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("unsquashfs -s {} printed no inode count", img.display()))
+}
+
+fn count_tree(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            1 + if is_dir { count_tree(&e.path()) } else { 0 }
+        })
+        .sum()
+}
+
+fn copy_tree(src: &Path, dst: &Path, n: &mut u64, tick: &mut dyn FnMut(u64)) -> Result<(), String> {
     let meta = fs::symlink_metadata(src).map_err(|e| io_msg("reading", src, e))?;
     fs::create_dir_all(dst).map_err(|e| io_msg("creating", dst, e))?;
     fs::set_permissions(dst, fs::Permissions::from_mode(meta.permissions().mode()))
@@ -317,8 +397,9 @@ fn copy_tree(src: &Path, dst: &Path, n: &mut u64) -> Result<(), String> {
         let m = fs::symlink_metadata(&from).map_err(|e| io_msg("reading", &from, e))?;
         let ft = m.file_type();
         *n += 1;
+        tick(*n);
         if ft.is_dir() {
-            copy_tree(&from, &to, n)?;
+            copy_tree(&from, &to, n, tick)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&from).map_err(|e| io_msg("reading link", &from, e))?;
             let _ = fs::remove_file(&to);
@@ -737,7 +818,17 @@ pub fn install(
     let (root, plan) = tryst!(prepared.map_err(stage_err(Stage::Partition)));
     opened = true;
     emit(&mut log, Stage::Payload, 0, format!("copying {payload:?}"));
-    tryst!(copy_payload(payload, &root, &mut log).map_err(stage_err(Stage::Payload)));
+    let mut copy_log = Log::default();
+    let mut shown = 0u8;
+    let copied = copy_payload(payload, &root, &mut copy_log, &mut |p| {
+        // an event per 5% keeps the log pane readable
+        if p >= shown.saturating_add(5) || p == 100 {
+            shown = p;
+            emit(&mut log, Stage::Payload, p, format!("{p}% copied"));
+        }
+    });
+    log.lines.append(&mut copy_log.lines);
+    tryst!(copied.map_err(stage_err(Stage::Payload)));
     let facts = TargetFacts::of(&plan);
     emit(
         &mut log,

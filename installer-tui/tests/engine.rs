@@ -258,6 +258,16 @@ fn full_install_into_a_directory_writes_every_file_correctly() {
         assert!(l.contains("[Partition]") && l.contains("LUKS2"), "{l}");
     }
 
+    let copied: Vec<u8> = events
+        .iter()
+        .filter(|e| e.stage == Stage::Payload && e.message.ends_with("% copied"))
+        .map(|e| e.percent)
+        .collect();
+    assert!(copied.len() >= 2, "payload progress: {copied:?}");
+    assert_eq!(
+        *copied.last().unwrap(),
+        overall_percent(Stage::Payload, 100)
+    );
     // progress: every stage in order, percent never falls, ends at 100
     let stages: Vec<Stage> = events.iter().map(|e| e.stage).collect();
     let mut dedup = stages.clone();
@@ -313,8 +323,19 @@ fn squashfs_payload_is_unpacked_by_unsquashfs() {
     assert!(st.success());
     assert_eq!(Payload::at(&img), Payload::Squashfs(img.clone()));
     let mut t = DirTarget::new(&tmp.path().join("t"));
-    let (r, _) = run(&answers(""), "laptop", &Payload::Squashfs(img), &mut t);
-    r.map_err(|(e, _)| e.to_string()).unwrap();
+    let (r, events) = run(&answers(""), "laptop", &Payload::Squashfs(img), &mut t);
+    let log = r.map_err(|(e, _)| e.to_string()).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.stage == Stage::Payload && e.message == "100% copied"),
+        "{events:#?}"
+    );
+    assert!(
+        log.text().contains("(16 of 16 inodes named)"),
+        "{}",
+        log.text()
+    );
     let root = tmp.path().join("t");
     assert_eq!(
         std::fs::read_to_string(root.join("usr/bin/hello")).unwrap(),

@@ -142,7 +142,11 @@ echo BH-DONE
         log.contains("[Partition]") && log.contains("partitioner 8/8"),
         "{log}"
     );
-    assert!(log.contains("unpacked /payload.squashfs"), "{log}");
+    assert!(
+        log.contains("unpacked /payload.squashfs (16 of 16 inodes named)"),
+        "{log}"
+    );
+    assert!(log.contains("[Payload] 100% copied"), "{log}");
     assert!(
         !log.contains(common::PASSPHRASE) && !log.contains(common::PASSWORD),
         "{log}"

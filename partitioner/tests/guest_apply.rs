@@ -129,7 +129,7 @@ delay=$(( RANDOM % 200000 ))
 echo "KILL_AT_STEP $step plus $delay us"
 partitioner apply --disk /dev/vdb --erase /dev/vdb --passphrase-file /tmp/pw {PBKDF} > /tmp/killed.log 2>&1 &
 pid=$!
-while ! grep -q "^\[$step/8\]" /tmp/killed.log; do usleep 20000; done
+n=0; while ! grep -q "^\[$step/8\]" /tmp/killed.log; do usleep 20000; n=$((n+1)); [ $n -lt 3000 ] || exit 15; done
 usleep $delay
 kill -9 $pid
 wait $pid || true

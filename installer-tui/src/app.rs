@@ -104,6 +104,8 @@ pub struct State {
     pub screen: Screen,
     pub machine: MachineData,
     pub dry_run: bool,
+    /// Draw with ASCII only (terminals without line drawing, e.g. vt100).
+    pub ascii: bool,
     /// Validation message for the current screen.
     pub message: Option<String>,
     /// Focused field or row on the current screen.
@@ -149,6 +151,7 @@ impl State {
             screen: Screen::Welcome,
             machine,
             dry_run,
+            ascii: false,
             message: None,
             focus: 0,
             language: 0,
@@ -480,6 +483,11 @@ impl State {
             _ => {}
         }
     }
+}
+
+/// Whether a terminal type needs ASCII-only drawing.
+pub fn ascii_terminal(term: &str) -> bool {
+    matches!(term, "vt100" | "vt102" | "vt220" | "dumb" | "ansi")
 }
 
 /// The one place state changes.

@@ -230,6 +230,7 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
         );
     }
     let mut state = State::new(machine, dry_run);
+    state.ascii = app::ascii_terminal(&std::env::var("TERM").unwrap_or_default());
     state.log_path = std::env::temp_dir()
         .join("bulkhead-install.log")
         .display()

@@ -7,6 +7,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Gauge, List, ListItem, ListState, Paragraph, Wrap};
 
@@ -103,10 +104,24 @@ fn keys(screen: Screen) -> &'static str {
     }
 }
 
-fn boxed(title: &str) -> Block<'_> {
-    Block::default()
+/// Borders drawn with `+`, `-` and `|` for terminals without line drawing
+/// (a vt100 on a serial line).
+const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+fn boxed(ascii: bool, title: &str) -> Block<'_> {
+    let b = Block::default()
         .borders(Borders::ALL)
-        .title(format!(" {title} "))
+        .title(format!(" {title} "));
+    if ascii { b.border_set(ASCII_BORDER) } else { b }
 }
 
 fn welcome(s: &State, f: &mut Frame, a: Rect) {
@@ -131,12 +146,13 @@ fn welcome(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("Welcome")),
+            .block(boxed(s.ascii, "Welcome")),
         a,
     );
 }
 
 fn pick_list<'a>(
+    ascii: bool,
     items: Vec<String>,
     selected: usize,
     focused: bool,
@@ -145,7 +161,7 @@ fn pick_list<'a>(
     let items: Vec<ListItem> = items.into_iter().map(ListItem::new).collect();
     let mut st = ListState::default();
     st.select(Some(selected));
-    let block = boxed(title).border_style(if focused {
+    let block = boxed(ascii, title).border_style(if focused {
         Style::new().add_modifier(Modifier::BOLD)
     } else {
         Style::new().add_modifier(Modifier::DIM)
@@ -163,6 +179,7 @@ fn locale(s: &State, f: &mut Frame, a: Rect) {
     let [l, k] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(a);
     let (w, mut st) = pick_list(
+        s.ascii,
         LANGUAGES
             .iter()
             .map(|(c, n)| format!("{:<6} {n}", c.trim_end_matches(".UTF-8")))
@@ -173,6 +190,7 @@ fn locale(s: &State, f: &mut Frame, a: Rect) {
     );
     f.render_stateful_widget(w, l, &mut st);
     let (w, mut st) = pick_list(
+        s.ascii,
         KEYBOARDS
             .iter()
             .map(|(c, n)| format!("{c:<6} {n}"))
@@ -222,7 +240,7 @@ fn hardware(s: &State, f: &mut Frame, a: Rect) {
     st.select(Some(s.hw_cursor));
     f.render_stateful_widget(
         List::new(items)
-            .block(boxed("Requirements (hcl-check)"))
+            .block(boxed(s.ascii, "Requirements (hcl-check)"))
             .highlight_style(HL),
         top,
         &mut st,
@@ -249,7 +267,7 @@ fn hardware(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: true })
-            .block(boxed("Details")),
+            .block(boxed(s.ascii, "Details")),
         bottom,
     );
 }
@@ -299,7 +317,10 @@ fn disk(s: &State, f: &mut Frame, a: Rect) {
     st.select(Some(s.disk_cursor));
     f.render_stateful_widget(
         List::new(items)
-            .block(boxed("Disks (the chosen disk is erased completely)"))
+            .block(boxed(
+                s.ascii,
+                "Disks (the chosen disk is erased completely)",
+            ))
             .highlight_style(HL)
             .highlight_symbol("> "),
         top,
@@ -350,7 +371,7 @@ fn disk(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("What is on it now")),
+            .block(boxed(s.ascii, "What is on it now")),
         bottom,
     );
 }
@@ -404,7 +425,7 @@ fn passphrase(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("Encryption")),
+            .block(boxed(s.ascii, "Encryption")),
         a,
     );
 }
@@ -423,13 +444,14 @@ fn user(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("dom0 user")),
+            .block(boxed(s.ascii, "dom0 user")),
         a,
     );
 }
 
 fn timezone(s: &State, f: &mut Frame, a: Rect) {
     let (w, mut st) = pick_list(
+        s.ascii,
         TIMEZONES.iter().map(|z| z.to_string()).collect(),
         s.tz_cursor,
         true,
@@ -477,7 +499,7 @@ fn qubes(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("Default qubes")),
+            .block(boxed(s.ascii, "Default qubes")),
         a,
     );
 }
@@ -519,7 +541,11 @@ fn summary(s: &State, f: &mut Frame, a: Rect) {
                 part.device_path(&d.path),
                 human_size(part.size_bytes),
                 part.name,
-                part.content
+                if s.ascii {
+                    part.content.replace('→', "->")
+                } else {
+                    part.content.clone()
+                }
             )));
         }
         t.push(Line::from(format!(
@@ -548,7 +574,7 @@ fn summary(s: &State, f: &mut Frame, a: Rect) {
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
             .scroll((s.scroll, 0))
-            .block(boxed("The plan (nothing written yet)")),
+            .block(boxed(s.ascii, "The plan (nothing written yet)")),
         a,
     );
 }
@@ -585,7 +611,7 @@ fn confirm(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("Last chance")),
+            .block(boxed(s.ascii, "Last chance")),
         a,
     );
 }
@@ -601,13 +627,33 @@ fn progress(s: &State, f: &mut Frame, a: Rect) {
         Some(e) => format!(", about {}:{:02} left", e / 60, e % 60),
         None => String::new(),
     };
-    f.render_widget(
-        Gauge::default()
-            .block(boxed(s.stage.map(|x| x.title()).unwrap_or("Starting")))
-            .percent(u16::from(s.percent.min(100)))
-            .label(format!("{}%{eta}", s.percent)),
-        g,
-    );
+    let title = s.stage.map(|x| x.title()).unwrap_or("Starting");
+    if s.ascii {
+        let label = format!(" {}%{eta}", s.percent);
+        let width = usize::from(g.width)
+            .saturating_sub(4 + label.len())
+            .clamp(10, 100);
+        let filled = width * usize::from(s.percent.min(100)) / 100;
+        let bar = format!(
+            "[{}{}]{label}",
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        f.render_widget(
+            Paragraph::new(bar)
+                .wrap(Wrap { trim: true })
+                .block(boxed(true, title)),
+            g,
+        );
+    } else {
+        f.render_widget(
+            Gauge::default()
+                .block(boxed(false, title))
+                .percent(u16::from(s.percent.min(100)))
+                .label(format!("{}%{eta}", s.percent)),
+            g,
+        );
+    }
     let names: Vec<Span> = crate::engine::STAGES
         .iter()
         .map(|st| {
@@ -630,7 +676,7 @@ fn progress(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(Line::from(names))
             .wrap(Wrap { trim: true })
-            .block(boxed("Stages")),
+            .block(boxed(s.ascii, "Stages")),
         stages,
     );
     let h = logp.height.saturating_sub(2) as usize;
@@ -639,7 +685,7 @@ fn progress(s: &State, f: &mut Frame, a: Rect) {
         .iter()
         .map(|l| Line::from(l.clone()))
         .collect();
-    f.render_widget(Paragraph::new(lines).block(boxed("Log")), logp);
+    f.render_widget(Paragraph::new(lines).block(boxed(s.ascii, "Log")), logp);
 }
 
 fn done(s: &State, f: &mut Frame, a: Rect) {
@@ -668,7 +714,7 @@ fn done(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: false })
-            .block(boxed("Done")),
+            .block(boxed(s.ascii, "Done")),
         a,
     );
 }
@@ -687,7 +733,7 @@ fn error(s: &State, f: &mut Frame, a: Rect) {
     f.render_widget(
         Paragraph::new(t)
             .wrap(Wrap { trim: true })
-            .block(boxed("What went wrong")),
+            .block(boxed(s.ascii, "What went wrong")),
         top,
     );
     let h = logp.height.saturating_sub(2) as usize;
@@ -696,5 +742,8 @@ fn error(s: &State, f: &mut Frame, a: Rect) {
         .iter()
         .map(|l| Line::from(l.clone()))
         .collect();
-    f.render_widget(Paragraph::new(lines).block(boxed("Last log lines")), logp);
+    f.render_widget(
+        Paragraph::new(lines).block(boxed(s.ascii, "Last log lines")),
+        logp,
+    );
 }

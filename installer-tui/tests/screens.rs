@@ -205,3 +205,58 @@ fn progress_done_and_error() {
     d.screen = Screen::Done;
     shot("done_dry_run", &d);
 }
+
+/// With TERM=vt100 every screen is drawn in ASCII only.
+#[test]
+fn ascii_mode_draws_every_screen_in_ascii() {
+    let check = |s: &State, what: &str| {
+        for (w, h) in [(80u16, 24u16), (120, 40)] {
+            let text = draw(s, w, h);
+            assert!(text.is_ascii(), "{what} at {w}x{h} is not ASCII:\n{text}");
+        }
+    };
+    let mut s = State::new(machine("laptop-no-iommu"), false);
+    s.ascii = true;
+    for screen in [
+        Screen::Welcome,
+        Screen::Locale,
+        Screen::Hardware,
+        Screen::Disk,
+        Screen::Passphrase,
+        Screen::User,
+        Screen::Timezone,
+        Screen::Qubes,
+        Screen::Summary,
+        Screen::Confirm,
+    ] {
+        to(&mut s, screen);
+        check(&s, &format!("{screen:?}"));
+    }
+    shot("ascii_summary", &s);
+    typ(&mut s, "/dev/nvme0n1");
+    press(&mut s, KeyCode::Enter);
+    update(
+        &mut s,
+        Msg::Progress(Event {
+            stage: Stage::Payload,
+            percent: 40,
+            eta: Some(std::time::Duration::from_secs(75)),
+            message: "40% copied".into(),
+        }),
+    );
+    check(&s, "Progress");
+    shot("ascii_progress", &s);
+    update(
+        &mut s,
+        Msg::Finished(Err((Stage::Payload, "unsquashfs failed".into()))),
+    );
+    check(&s, "Error");
+    press(&mut s, KeyCode::Enter);
+    typ(&mut s, "/dev/nvme0n1");
+    press(&mut s, KeyCode::Enter);
+    update(&mut s, Msg::Finished(Ok(())));
+    check(&s, "Done");
+    assert!(
+        installer_tui::app::ascii_terminal("vt100") && !installer_tui::app::ascii_terminal("linux")
+    );
+}

@@ -93,6 +93,10 @@ fn interactive_dry_run_install_by_keystrokes_at_80x24_vt100() {
     let t = Tmux::start("bulkhead-tui-test-1", "vt100", "");
     let s = t.wait_for("Welcome to Bulkhead");
     assert!(s.contains("DRY RUN"), "{s}");
+    assert!(
+        s.contains("+----") && s.is_ascii(),
+        "vt100: ASCII drawing only:\n{s}"
+    );
     assert!(s.lines().count() <= 24);
     t.keys(&["Enter"]);
     t.wait_for("Keyboard layout");

@@ -91,7 +91,9 @@ impl Drop for Tmux {
 #[test]
 fn interactive_dry_run_install_by_keystrokes_at_80x24_vt100() {
     let t = Tmux::start("bulkhead-tui-test-1", "vt100", "");
-    let s = t.wait_for("Welcome to Bulkhead");
+    t.wait_for("Welcome to Bulkhead");
+    // the help line is the last row drawn
+    let s = t.wait_for("Enter: start");
     assert!(s.contains("DRY RUN"), "{s}");
     assert!(
         s.contains("+----") && s.is_ascii(),

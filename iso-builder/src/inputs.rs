@@ -434,10 +434,17 @@ impl AptEnv {
             "sources.list.d",
         ] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+            if !p.is_dir() {
+                fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+            }
         }
         let list = dir.join("sources.list");
-        fs::write(&list, sources.join("\n") + "\n").map_err(io_err("writing", &list))?;
+        let text = sources.join("\n") + "\n";
+        // Written only when it changes, so a user who can only read the cache
+        // can still build from it.
+        if fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
+            fs::write(&list, text).map_err(io_err("writing", &list))?;
+        }
         let status = dir.join("status");
         if !status.exists() {
             fs::write(&status, "").map_err(io_err("writing", &status))?;

@@ -217,7 +217,7 @@ pub fn repro(root: &Path) -> Result<()> {
         "==> build B in {} (TZ=Pacific/Kiritimati, umask 077, LANG=de_DE.UTF-8, clock +3 days{})",
         b.display(),
         match &other_user {
-            Some(u) => format!(", user {u}"),
+            Some(u) => format!(", uid {u}"),
             None => ", USER/HOME changed (cache not readable by another user)".into(),
         }
     );
@@ -300,7 +300,8 @@ fn other_user_for(cache: &Path, _dirs: &[&Path]) -> Option<String> {
         .arg(cache.join("sha256"))
         .status()
         .is_ok_and(|s| s.success());
-    readable.then(|| "nobody".to_string())
+    // 65534 is nobody/nogroup on Debian.
+    readable.then(|| "65534".to_string())
 }
 
 /// Names the first differing file (extracting both images with xorriso) and

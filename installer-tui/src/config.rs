@@ -764,6 +764,11 @@ accept_warnings = ["iommu"]
 
     proptest::proptest! {
         #[test]
+        fn strength_never_panics_and_stays_in_range(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let (score, advice) = strength(&b);
+            proptest::prop_assert!(score <= 4 && !advice.is_empty());
+        }
+        #[test]
         fn parse_never_panics(s in "\\PC{0,300}") {
             let _ = Answers::parse(&s, "x");
         }

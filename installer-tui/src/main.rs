@@ -243,9 +243,15 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
     io::stdout().execute(LeaveAlternateScreen).ok();
     let cmd = res?;
     if let Command::Reboot = cmd {
-        let _ = std::process::Command::new("systemctl")
+        let by_systemd = std::process::Command::new("systemctl")
             .arg("reboot")
-            .status();
+            .status()
+            .is_ok_and(|s| s.success());
+        if !by_systemd {
+            std::process::Command::new("reboot").status().context(
+                "rebooting: neither `systemctl reboot` nor `reboot` worked; reboot by hand",
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -421,3 +421,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_unknown_result_needs_consent_like_a_warning() {
+    let mut s = state("laptop");
+    let i = s
+        .machine
+        .report
+        .verdicts
+        .iter()
+        .position(|v| v.id == "keyboard")
+        .unwrap();
+    s.machine.report.verdicts[i].status = Status::Unknown;
+    walk_to(&mut s, Screen::Locale);
+    press(&mut s, KeyCode::Enter);
+    press(&mut s, KeyCode::Enter);
+    assert_eq!(s.screen, Screen::Hardware);
+    assert!(s.message.as_deref().unwrap().contains("keyboard"));
+    s.hw_cursor = i;
+    press(&mut s, KeyCode::Char(' '));
+    press(&mut s, KeyCode::Enter);
+    assert_eq!(s.screen, Screen::Disk);
+    assert_eq!(s.answers().hardware.accept_warnings, ["keyboard"]);
+}

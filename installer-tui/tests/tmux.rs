@@ -52,8 +52,13 @@ impl Tmux {
         let start = Instant::now();
         loop {
             let s = self.screen();
+            // a frame may be captured half drawn: wait for two equal captures
             if s.contains(text) {
-                return s;
+                std::thread::sleep(Duration::from_millis(150));
+                if self.screen() == s {
+                    return s;
+                }
+                continue;
             }
             if start.elapsed() > Duration::from_secs(60) {
                 panic!("{text:?} never appeared; screen:\n{s}");

@@ -17,36 +17,10 @@ use iso_builder::kmod;
 use crate::kernel::Kernel;
 use crate::{HarnessError, io_err};
 
-/// Modules every guest gets: storage buses, filesystems, dm-crypt and the
-/// crypto it loads on demand, the MSR driver (for hcl-check).
-pub const DEFAULT_MODULES: &[&str] = &[
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_scsi",
-    "nvme",
-    "ahci",
-    "ata_piix",
-    "sd_mod",
-    "sr_mod",
-    "cdrom",
-    "usb_storage",
-    "uas",
-    "xhci_pci",
-    "ehci_pci",
-    "uhci_hcd",
-    "ext4",
-    "vfat",
-    "nls_cp437",
-    "nls_ascii",
-    "isofs",
-    "squashfs",
-    "overlay",
-    "loop",
-    "dm_mod",
-    "dm_crypt",
-    "msr",
-    "efivarfs",
-];
+/// Modules every guest gets besides the live system's storage set
+/// ([`iso_builder::live::MODULES`]): filesystems and dm-crypt for the tests,
+/// the MSR driver (for hcl-check), efivarfs.
+pub const EXTRA_MODULES: &[&str] = &["ext4", "dm_mod", "dm_crypt", "msr", "efivarfs"];
 
 /// Whole directories of the module tree shipped so that on-demand loads
 /// (e.g. dm-crypt asking for `crypto-xts`) resolve.
@@ -154,7 +128,11 @@ impl Initramfs {
     pub fn new(kernel: &Kernel) -> Self {
         Self {
             kernel: kernel.clone(),
-            modules: DEFAULT_MODULES.iter().map(|s| s.to_string()).collect(),
+            modules: iso_builder::live::MODULES
+                .iter()
+                .chain(EXTRA_MODULES)
+                .map(|s| s.to_string())
+                .collect(),
             host: vec![
                 PathBuf::from("/usr/bin/busybox"),
                 PathBuf::from("/usr/bin/kmod"),

@@ -15,7 +15,7 @@ mod initramfs;
 mod kernel;
 mod vm;
 
-pub use initramfs::{DEFAULT_MODULES, Initramfs};
+pub use initramfs::{EXTRA_MODULES, Initramfs};
 pub use kernel::Kernel;
 pub use vm::{Bus, Disk, Firmware, GuestResult, Vm};
 

@@ -12,6 +12,8 @@ use std::io::{self, Read, Write};
 use liblzma::stream::{Check, MtStreamBuilder};
 use liblzma::write::XzEncoder;
 
+use crate::cpio::CountingWriter;
+
 /// Block size of every xz stream we write.
 pub const BLOCK_SIZE: u64 = 8 << 20;
 
@@ -59,22 +61,6 @@ pub fn xz_blocks<R: Read, W: Write>(
     io::copy(&mut input, &mut enc)?;
     let w = enc.finish()?;
     Ok(w.n)
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let k = self.inner.write(buf)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

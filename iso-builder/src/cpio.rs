@@ -358,9 +358,11 @@ impl Archive {
     }
 }
 
-struct CountingWriter<W> {
-    inner: W,
-    n: u64,
+/// A writer that counts the bytes it passes on (cpio pads by it; the xz
+/// encoder reports it).
+pub(crate) struct CountingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) n: u64,
 }
 
 impl<W: Write> Write for CountingWriter<W> {

@@ -62,6 +62,14 @@ fn xz_vs_cli(scratch: &Path) -> Result<(f64, f64, usize)> {
 }
 
 pub fn bench(root: &Path) -> Result<()> {
+    if cfg!(debug_assertions) {
+        // Timings of unoptimised code would compare nothing: rerun optimised.
+        return crate::run(
+            Command::new("cargo")
+                .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
+                .current_dir(root),
+        );
+    }
     crate::host::ensure_packages(root)?;
     let scratch = root.join("target/bench");
     std::fs::create_dir_all(&scratch)?;

@@ -236,25 +236,35 @@ fn pin_kernel() -> Result<()> {
     Ok(())
 }
 
-const REF_START: &str = "<!-- recipe-reference:start -->";
-const REF_END: &str = "<!-- recipe-reference:end -->";
+/// Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+fn splice(text: &str, name: &str, body: &str) -> Result<String> {
+    let (start, end) = (
+        format!("<!-- {name}:start -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let (Some(a), Some(b)) = (text.find(&start), text.find(&end)) else {
+        bail!("README.md lacks the {start} / {end} markers");
+    };
+    Ok(format!("{}{start}\n{body}{}", &text[..a], &text[b..]))
+}
 
-/// Replaces the recipe reference in README.md with the one derived from the
-/// recipe structs' doc comments.
+/// Regenerates the README's recipe and answer-file references from the
+/// structs' doc comments.
 fn docs(root: &Path) -> Result<()> {
     let path = root.join("README.md");
     let text = std::fs::read_to_string(&path)?;
-    let (Some(a), Some(b)) = (text.find(REF_START), text.find(REF_END)) else {
-        bail!("README.md lacks the {REF_START} / {REF_END} markers");
-    };
-    let new = format!(
-        "{}{REF_START}\n{}{}",
-        &text[..a],
-        iso_builder::recipe::reference_markdown(),
-        &text[b..]
-    );
-    std::fs::write(&path, new)?;
-    eprintln!("README.md: recipe reference regenerated");
+    let text = splice(
+        &text,
+        "recipe-reference",
+        &iso_builder::recipe::reference_markdown(),
+    )?;
+    let text = splice(
+        &text,
+        "answers-reference",
+        &installer_tui::config::reference_markdown(),
+    )?;
+    std::fs::write(&path, text)?;
+    eprintln!("README.md: recipe and answer-file references regenerated");
     Ok(())
 }
 

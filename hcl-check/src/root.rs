@@ -116,9 +116,12 @@ impl Root {
             return Err(m);
         }
         let rd = std::fs::read_dir(self.path(abs)).map_err(|e| Self::classify(abs, e))?;
+        // sysfs and procfs have no dot entries; skipping them lets recorded
+        // captures keep empty directories in git with a `.keep` file.
         let mut names: Vec<String> = rd
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort();
         Ok(names)

@@ -369,8 +369,11 @@ fn live_devices_from_cmdline(cmdline: &str) -> Vec<String> {
 fn list_dir(path: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(path)
         .map(|rd| {
+            // sysfs has no dot entries; fixtures keep empty directories in
+            // git with a `.keep` file.
             rd.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();

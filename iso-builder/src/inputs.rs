@@ -415,6 +415,7 @@ mod tests {
 pub struct AptEnv {
     dir: PathBuf,
     arch: String,
+    sources: Vec<String>,
 }
 
 impl AptEnv {
@@ -452,7 +453,13 @@ impl AptEnv {
         Ok(Self {
             dir,
             arch: arch.to_string(),
+            sources: sources.to_vec(),
         })
+    }
+
+    /// The one-line sources this state fetches from.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
     }
 
     /// The `-o` options that point apt at this state.

@@ -25,7 +25,7 @@ use crate::inputs::{AptEnv, Cache, DebPin, InputError};
 use crate::recipe::Tree;
 
 /// Bumped whenever assembly changes in a way that changes its output.
-const ASSEMBLY_VERSION: u32 = 3;
+const ASSEMBLY_VERSION: u32 = 4;
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +253,15 @@ pub fn build(
         source_date_epoch,
         threads,
     } = env;
-    let key = image_key(name, suite, tree, pins, source_date_epoch);
+    // The sources are written into the tree's /etc/apt/sources.list.
+    let key = {
+        let mut h = Sha256::new();
+        h.update(image_key(name, suite, tree, pins, source_date_epoch).as_bytes());
+        for s in apt.sources() {
+            h.update(format!("source {s}\n").as_bytes());
+        }
+        hex::encode(h.finalize())
+    };
     let images = cache.root().join("images");
     let dest = images.join(format!("{key}.squashfs"));
     if dest.is_file() {
@@ -334,6 +342,10 @@ pub fn build(
         });
     }
     scrub(&target, &tree.remove)?;
+    // mmdebstrap recorded the private repository (a temporary path) as the
+    // tree's apt source; the tree gets the recipe's sources instead.
+    let list = target.join("etc/apt/sources.list");
+    fs::write(&list, apt.sources().join("\n") + "\n").map_err(io_err("writing", &list))?;
     let partial = images.join(format!("{key}.squashfs.partial"));
     let _ = fs::remove_file(&partial);
     squash(&target, &partial, source_date_epoch, threads)?;

@@ -212,7 +212,7 @@ pub fn repro(root: &Path) -> Result<()> {
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8"))?;
 
-    let other_user = other_user_for(&cache, &[root, &b]);
+    let other_user = other_user_for(&cache);
     eprintln!(
         "==> build B in {} (TZ=Pacific/Kiritimati, umask 077, LANG=de_DE.UTF-8, clock +3 days{})",
         b.display(),
@@ -277,9 +277,8 @@ pub fn repro(root: &Path) -> Result<()> {
     bail!("repro: the two builds differ (see above)")
 }
 
-/// A uid other than ours that can read the cache and write `dirs`, when we
-/// are root: `nobody`.
-fn other_user_for(cache: &Path, _dirs: &[&Path]) -> Option<String> {
+/// When we are root: `nobody`'s uid, if it can read the cache.
+fn other_user_for(cache: &Path) -> Option<String> {
     let root = Command::new("id")
         .arg("-u")
         .output()

@@ -69,6 +69,7 @@ pub struct Initramfs {
     host: Vec<PathBuf>,
     files: BTreeMap<String, Item>,
     script: String,
+    script_is_init: bool,
 }
 
 /// Maps a canonical host path into the guest's merged-/usr layout.
@@ -139,6 +140,7 @@ impl Initramfs {
             ],
             files: BTreeMap::new(),
             script: String::from("echo no test script\n"),
+            script_is_init: false,
         }
     }
 
@@ -175,6 +177,13 @@ impl Initramfs {
     }
 
     /// Writes the initramfs to `dest`.
+    /// Runs the script as PID 1 (`exec`), so it can `switch_root` into a
+    /// root file system; no exit marker is printed then.
+    pub fn script_as_init(mut self) -> Self {
+        self.script_is_init = true;
+        self
+    }
+
     pub fn write(&self, dest: &Path) -> Result<(), HarnessError> {
         let staging = tempfile::tempdir().map_err(io_err("creating staging dir", "/tmp"))?;
         let mut a = Archive::new();
@@ -221,7 +230,12 @@ impl Initramfs {
         add_tree(&mut a, staging.path(), staging.path())?;
         a.file_bytes("etc/bulkhead/modules", loaded.join("\n") + "\n", 0o644)?;
 
-        a.file_bytes("init", INIT, 0o755)?;
+        let init = if self.script_is_init {
+            INIT.replace("/bin/sh /test.sh\n", "exec /bin/sh /test.sh\n")
+        } else {
+            INIT.to_string()
+        };
+        a.file_bytes("init", init, 0o755)?;
         a.file_bytes("usr/bin/wait-dev", WAIT_DEV, 0o755)?;
         a.file_bytes("test.sh", self.script.clone(), 0o755)?;
         for (guest, item) in &self.files {

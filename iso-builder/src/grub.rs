@@ -286,6 +286,7 @@ pub enum Entry {
     Install,
     Serial,
     Check,
+    Verify,
     Disk,
 }
 
@@ -295,7 +296,8 @@ impl Entry {
             Entry::Install => 0,
             Entry::Serial => 1,
             Entry::Check => 2,
-            Entry::Disk => 3,
+            Entry::Verify => 3,
+            Entry::Disk => 4,
         }
     }
 }
@@ -337,6 +339,7 @@ pub fn menu(cmdline: &str, timeout: u32, default: Entry) -> String {
          menuentry 'Install Bulkhead' --id install {{\n{}}}\n\n\
          menuentry 'Install Bulkhead (serial console)' --id serial {{\n{}}}\n\n\
          menuentry 'Check hardware only' --id check {{\n{}}}\n\n\
+         menuentry 'Verify this medium' --id verify {{\n{}}}\n\n\
          menuentry 'Boot from first disk' --id disk {{\n\
          \x20   if [ \"$grub_platform\" = efi ]; then exit; fi\n\
          \x20   set root=(hd0)\n\
@@ -345,6 +348,7 @@ pub fn menu(cmdline: &str, timeout: u32, default: Entry) -> String {
         linux(""),
         linux(SERIAL_CONSOLE),
         linux("bulkhead.mode=check"),
+        linux("bulkhead.mode=verify"),
     )
 }
 
@@ -375,17 +379,21 @@ mod tests {
     }
 
     #[test]
-    fn menu_has_the_four_entries_and_serial_console() {
+    fn menu_has_the_five_entries_and_serial_console() {
         let m = menu("quiet", 5, Entry::Serial);
         assert!(m.starts_with("set default=1\nset timeout=5\n"));
         for e in [
             "'Install Bulkhead'",
             "'Install Bulkhead (serial console)'",
             "'Check hardware only'",
+            "'Verify this medium'",
             "'Boot from first disk'",
         ] {
             assert!(m.contains(e), "{e}");
         }
+        assert!(m.contains("linux /boot/vmlinuz quiet bulkhead.mode=check\n"));
+        assert!(m.contains("linux /boot/vmlinuz quiet bulkhead.mode=verify\n"));
+        assert!(menu("", 5, Entry::Disk).starts_with("set default=4\n"));
         assert!(m.contains("linux /boot/vmlinuz quiet console=tty0 console=ttyS0,115200\n"));
         assert!(m.contains("linux /boot/vmlinuz quiet\n"));
     }

@@ -10,6 +10,7 @@ pub mod eltorito;
 pub mod esp;
 pub mod grub;
 pub mod hybrid;
+pub mod installed;
 pub mod inputs;
 pub mod iso9660;
 pub mod isotree;

@@ -112,15 +112,156 @@ mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || { say "bulkhead: overlay mount failed"; exec sh; }
 mkdir -p /newroot/run/bulkhead/medium
 mount --move /medium /newroot/run/bulkhead/medium
+echo "$found" > /newroot/run/bulkhead/medium-device
 say "BULKHEAD-LIVE-READY medium=$found"
 for arg in $(cat /proc/cmdline); do
   case "$arg" in bulkhead.probe) say "BULKHEAD-PROBE-OK"; sync; poweroff -f;; esac
 done
-for init in /sbin/init /usr/lib/systemd/systemd /bin/sh; do
+for init in @LIVE_INIT@ /sbin/init /bin/sh; do
   [ -x "/newroot$init" ] && exec switch_root /newroot "$init"
 done
 exec sh
 "#;
+
+/// PID 1 of the live system after the initramfs: mounts the kernel's file
+/// systems, loads what the installer and the hardware check need, and hands
+/// over to busybox init, which runs [`LIVE_CONSOLE`] on each console.
+pub const LIVE_INIT_PATH: &str = "/usr/lib/bulkhead/live-init";
+const LIVE_INIT: &str = r#"#!/bin/sh
+# Bulkhead live system, PID 1 after switch_root.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm /tmp /mnt/bulkhead
+mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+if [ -d /sys/firmware/efi ]; then
+  modprobe -q efivarfs
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+fi
+# device-mapper for the installer (no udev here to load it on demand), the
+# MSR driver for the hardware check
+for m in dm_mod dm_crypt dm_thin_pool ext4 vfat msr; do modprobe -q "$m"; done
+echo bulkhead > /proc/sys/kernel/hostname
+exec /bin/busybox init
+"#;
+
+/// busybox init's table: the console program on tty1 and the first serial
+/// port, a rescue shell on tty2.
+const INITTAB: &str = "\
+tty1::respawn:/usr/lib/bulkhead/live-console
+ttyS0::respawn:/usr/lib/bulkhead/live-console
+tty2::askfirst:/bin/sh -l
+::ctrlaltdel:/bin/busybox reboot -f
+::shutdown:/bin/busybox sync
+";
+
+/// What runs on each console: the installer, the hardware check or the
+/// medium check, as the boot menu chose (`bulkhead.mode=`).
+const LIVE_CONSOLE: &str = r#"#!/bin/sh
+# One console of the live system: runs what the boot menu chose and offers
+# it again when it ends.
+export PATH=/run/bulkhead/medium/bulkhead/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+case "$(readlink /proc/self/fd/0)" in
+  /dev/ttyS*)
+    # a port without a UART behind it: stay out of the way
+    stty > /dev/null 2>&1 || exec sleep 2147483647
+    export TERM=vt100 ;;
+  *) export TERM=linux ;;
+esac
+set -- $(stty size 2> /dev/null)
+[ "${1:-0}" -gt 0 ] 2> /dev/null || stty rows 24 cols 80
+mode=install
+for a in $(cat /proc/cmdline); do
+  case "$a" in bulkhead.mode=*) mode="${a#bulkhead.mode=}" ;; esac
+done
+case "$mode" in
+  check) /usr/lib/bulkhead/check-hardware ;;
+  verify) /usr/lib/bulkhead/verify-medium ;;
+  *) installer-tui ;;
+esac
+echo
+echo "Press Enter to run it again; or type shell, reboot or poweroff, then Enter."
+read -r answer
+case "$answer" in
+  shell) exec /bin/sh -l ;;
+  reboot) exec /bin/busybox reboot ;;
+  poweroff) exec /bin/busybox poweroff ;;
+esac
+"#;
+
+/// "Check hardware only": hcl-check's table, and the JSON and YAML reports
+/// saved to the medium when it is writable (a FAT copy of the ISO), else
+/// left in /run/bulkhead/reports with the way to copy them.
+const CHECK_HARDWARE: &str = r#"#!/bin/sh
+export PATH=/run/bulkhead/medium/bulkhead/bin:/usr/sbin:/usr/bin:/sbin:/bin
+medium=/run/bulkhead/medium
+reports=/run/bulkhead/reports
+mkdir -p "$reports"
+hcl-check
+verdict=$?
+hcl-check --json > "$reports/hcl-report.json" 2> /dev/null
+hcl-check --yaml > "$reports/hcl-report.yaml" 2> /dev/null
+case $verdict in
+  0) echo "bulkhead: hardware verdict: PASS (this machine can run Bulkhead)" ;;
+  1) echo "bulkhead: hardware verdict: WARN (installable with consent; see the warnings above)" ;;
+  2) echo "bulkhead: hardware verdict: FAIL (Bulkhead cannot be installed; see above)" ;;
+  *) echo "bulkhead: hardware verdict: ERROR (hcl-check could not finish; exit $verdict)" ;;
+esac
+if mount -o remount,rw "$medium" 2> /dev/null; then
+  mkdir -p "$medium/hcl-reports" &&
+    cp "$reports/hcl-report.json" "$reports/hcl-report.yaml" "$medium/hcl-reports/" &&
+    sync && echo "bulkhead: reports saved on the boot medium in hcl-reports/"
+  mount -o remount,ro "$medium" 2> /dev/null
+else
+  echo "bulkhead: the boot medium is read-only (ISO 9660); the reports are in $reports/."
+  echo "bulkhead: to keep them, type shell below, mount a FAT stick (mount /dev/sdX1 /mnt)"
+  echo "bulkhead: and copy them: cp $reports/* /mnt/"
+fi
+exit $verdict
+"#;
+
+/// "Verify this medium": the checksum embedded at build time against the
+/// boot device's bytes.
+const VERIFY_MEDIUM: &str = r#"#!/bin/sh
+export PATH=/run/bulkhead/medium/bulkhead/bin:/usr/sbin:/usr/bin:/sbin:/bin
+dev=$(cat /run/bulkhead/medium-device 2> /dev/null)
+if [ -z "$dev" ]; then
+  echo "bulkhead: the boot device is unknown (/run/bulkhead/medium-device is missing)"
+  exit 3
+fi
+echo "bulkhead: checking $dev against the checksum embedded when it was built"
+if bulkhead-iso verify "$dev"; then
+  echo "bulkhead: medium verdict: INTACT"
+else
+  echo "bulkhead: medium verdict: DAMAGED; write the image again (and check the download's SHA256SUMS)"
+  exit 1
+fi
+"#;
+
+/// The files the pipeline adds to the live tree (see
+/// [`crate::rootfs::Extra`]).
+pub fn tree_files() -> Vec<crate::rootfs::Extra> {
+    use crate::rootfs::Extra;
+    let mut v = vec![
+        Extra::file(LIVE_INIT_PATH, LIVE_INIT, 0o755),
+        Extra::file("etc/inittab", INITTAB, 0o644),
+        Extra::file("usr/lib/bulkhead/live-console", LIVE_CONSOLE, 0o755),
+        Extra::file("usr/lib/bulkhead/check-hardware", CHECK_HARDWARE, 0o755),
+        Extra::file("usr/lib/bulkhead/verify-medium", VERIFY_MEDIUM, 0o755),
+    ];
+    // The installer reboots with `reboot`; busybox's signals busybox init.
+    for cmd in ["reboot", "poweroff", "halt"] {
+        v.push(Extra::symlink(
+            &format!("usr/local/sbin/{cmd}"),
+            "/bin/busybox",
+        ));
+    }
+    v
+}
 
 /// Inputs of the live initramfs.
 #[derive(Debug, Clone)]
@@ -206,7 +347,8 @@ impl LiveInitramfs {
         let init = INIT
             .replace("@ID@", &self.medium_id)
             .replace("@ID_FILE@", ID_FILE)
-            .replace("@LIVE@", LIVE_IMAGE);
+            .replace("@LIVE@", LIVE_IMAGE)
+            .replace("@LIVE_INIT@", LIVE_INIT_PATH);
         a.file_bytes("init", init, 0o755)?;
         let f = fs::File::create(dest).map_err(|source| LiveError::Io {
             what: "creating",

@@ -167,6 +167,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
     let mut images = Vec::new();
     for (name, tree) in &recipe.trees {
         let pins = &lock.trees[name];
+        let extras = tree_extras(name, &opts.binaries)?;
         let img = st.run(&format!("tree {name}"), || {
             let img = rootfs::build(
                 name,
@@ -174,6 +175,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
                 pins,
                 BuildEnv {
                     suite: &recipe.debian.suite,
+                    extras: &extras,
                     cache,
                     apt: &apt,
                     source_date_epoch: sde,
@@ -323,6 +325,29 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         iso: final_iso,
         manifest,
         stages: st.done,
+    })
+}
+
+/// Our files in each named tree: the live system's init and consoles, the
+/// payload's firstboot (from `binaries`) and configuration, the template's
+/// fstab. Other trees get none.
+fn tree_extras(name: &str, binaries: &[PathBuf]) -> Result<Vec<rootfs::Extra>, BuildError> {
+    Ok(match name {
+        "live" => live::tree_files(),
+        "payload" => {
+            let fb = binaries
+                .iter()
+                .find(|b| b.file_name().is_some_and(|n| n == "firstboot"))
+                .ok_or_else(|| {
+                    BuildError::Config(
+                        "the payload tree needs the firstboot binary; build it with `cargo build --release -p firstboot` and pass it among the binaries".into(),
+                    )
+                })?;
+            let data = fs::read(fb).map_err(io_err("reading", fb))?;
+            crate::installed::payload_files(data)
+        }
+        "template" => crate::installed::template_files(),
+        _ => Vec::new(),
     })
 }
 

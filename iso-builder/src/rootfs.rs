@@ -229,10 +229,100 @@ pub struct TreeImage {
     pub cached: bool,
 }
 
+/// A file the pipeline adds to a tree after assembly: our own programs and
+/// configuration, which no Debian package carries. Part of the image's
+/// cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extra {
+    File {
+        /// Path relative to the tree's root.
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+impl Extra {
+    pub fn file(path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
+        Extra::File {
+            path: path.to_string(),
+            data: data.into(),
+            mode,
+        }
+    }
+
+    pub fn symlink(path: &str, target: &str) -> Self {
+        Extra::Symlink {
+            path: path.to_string(),
+            target: target.to_string(),
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Extra::File { path, .. } | Extra::Symlink { path, .. } => path,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Extra::File { path, data, mode } => {
+                format!("extra {path} {mode:o} {}\n", hex::encode(Sha256::digest(data)))
+            }
+            Extra::Symlink { path, target } => format!("extra {path} -> {target}\n"),
+        }
+    }
+
+    /// Writes it below `root`, replacing what the packages put there.
+    fn write(&self, root: &Path) -> Result<(), RootfsError> {
+        use std::os::unix::fs::PermissionsExt;
+        let rel = self.path().trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(RootfsError::Tool {
+                command: "adding a file to a tree".into(),
+                detail: format!("{:?} is not a plain relative path", self.path()),
+            });
+        }
+        let dest = root.join(rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+            // An absolute symlink in the tree must not lead the write onto
+            // the build host.
+            let real = fs::canonicalize(parent).map_err(io_err("resolving", parent))?;
+            let top = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+            if !real.starts_with(&top) {
+                return Err(RootfsError::Tool {
+                    command: "adding a file to a tree".into(),
+                    detail: format!("{rel:?} leads out of the tree (to {})", real.display()),
+                });
+            }
+        }
+        if fs::symlink_metadata(&dest).is_ok() {
+            fs::remove_file(&dest).map_err(io_err("replacing", &dest))?;
+        }
+        match self {
+            Extra::File { data, mode, .. } => {
+                fs::write(&dest, data).map_err(io_err("writing", &dest))?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))
+                    .map_err(io_err("setting the mode of", &dest))
+            }
+            Extra::Symlink { target, .. } => {
+                std::os::unix::fs::symlink(target, &dest).map_err(io_err("linking", &dest))
+            }
+        }
+    }
+}
+
 /// Everything one tree build needs besides the tree itself.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildEnv<'a> {
     pub suite: &'a str,
+    /// Files added after assembly (see [`Extra`]).
+    pub extras: &'a [Extra],
     pub cache: &'a Cache,
     pub apt: &'a AptEnv,
     pub source_date_epoch: u64,
@@ -248,6 +338,7 @@ pub fn build(
 ) -> Result<TreeImage, RootfsError> {
     let BuildEnv {
         suite,
+        extras,
         cache,
         apt,
         source_date_epoch,
@@ -259,6 +350,9 @@ pub fn build(
         h.update(image_key(name, suite, tree, pins, source_date_epoch).as_bytes());
         for s in apt.sources() {
             h.update(format!("source {s}\n").as_bytes());
+        }
+        for e in extras {
+            h.update(e.key().as_bytes());
         }
         hex::encode(h.finalize())
     };
@@ -342,6 +436,9 @@ pub fn build(
         });
     }
     scrub(&target, &tree.remove)?;
+    for e in extras {
+        e.write(&target)?;
+    }
     // mmdebstrap recorded the private repository (a temporary path) as the
     // tree's apt source; the tree gets the recipe's sources instead.
     let list = target.join("etc/apt/sources.list");
@@ -418,6 +515,35 @@ pub fn squash(dir: &Path, dest: &Path, sde: u64, threads: usize) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extras_replace_files_and_stay_inside_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("usr/sbin", root.join("sbin")).unwrap();
+        fs::write(root.join("usr/sbin/init"), "old").unwrap();
+        Extra::file("sbin/init", "new", 0o755).write(&root).unwrap();
+        assert_eq!(fs::read_to_string(root.join("usr/sbin/init")).unwrap(), "new");
+        Extra::symlink("etc/x/link", "/bin/true").write(&root).unwrap();
+        assert_eq!(
+            fs::read_link(root.join("etc/x/link")).unwrap(),
+            Path::new("/bin/true")
+        );
+        let outside = d.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        let e = Extra::file("escape/f", "x", 0o644).write(&root).unwrap_err();
+        assert!(e.to_string().contains("leads out of the tree"), "{e}");
+        assert!(!outside.join("f").exists());
+        for bad in ["", "../x", "a//b", "a/../b"] {
+            assert!(Extra::file(bad, "x", 0o644).write(&root).is_err(), "{bad}");
+        }
+        assert_ne!(
+            Extra::file("a", "x", 0o644).key(),
+            Extra::file("a", "x", 0o755).key()
+        );
+    }
 
     fn tree() -> Tree {
         Tree {

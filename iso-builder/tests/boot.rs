@@ -58,6 +58,7 @@ fn boot(fw: Firmware, usb: bool) {
     for entry in [
         "Install Bulkhead",
         "Check hardware only",
+        "Verify this medium",
         "Boot from first disk",
     ] {
         assert!(

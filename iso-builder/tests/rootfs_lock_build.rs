@@ -6,7 +6,7 @@ use std::process::Command;
 use iso_builder::inputs::{AptEnv, Cache, InputError};
 use iso_builder::lock::Lock;
 use iso_builder::recipe::Recipe;
-use iso_builder::rootfs::{self, BuildEnv, RootfsError};
+use iso_builder::rootfs::{self, BuildEnv, Extra, RootfsError};
 
 const RECIPE: &str = r#"
 [release]
@@ -47,6 +47,10 @@ fn lock_then_build_twice_gives_identical_images() {
     let downloads = tempfile::tempdir().unwrap();
     let apt = AptEnv::new(downloads.path(), &recipe.debian.sources, "amd64").unwrap();
     let t = &recipe.trees["live"];
+    let extras = [
+        Extra::file("usr/lib/bulkhead/hello", "echo hi\n", 0o755),
+        Extra::symlink("sbin/init", "/usr/bin/busybox"),
+    ];
     let mut images = Vec::new();
     for threads in [1, 2] {
         // A fresh image cache each time, sharing the verified downloads.
@@ -61,6 +65,7 @@ fn lock_then_build_twice_gives_identical_images() {
             pins,
             BuildEnv {
                 suite: "bookworm",
+                extras: &extras,
                 cache: &cache,
                 apt: &apt,
                 source_date_epoch: 1_700_000_000,
@@ -75,6 +80,7 @@ fn lock_then_build_twice_gives_identical_images() {
             pins,
             BuildEnv {
                 suite: "bookworm",
+                extras: &extras,
                 cache: &cache,
                 apt: &apt,
                 source_date_epoch: 1_700_000_000,
@@ -108,6 +114,14 @@ fn lock_then_build_twice_gives_identical_images() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("squashfs-root/usr/bin/busybox"), "{list}");
     assert!(
+        list.contains("squashfs-root/usr/lib/bulkhead/hello"),
+        "extra file missing"
+    );
+    assert!(
+        list.contains("squashfs-root/sbin/init"),
+        "extra symlink missing"
+    );
+    assert!(
         !list.contains("squashfs-root/usr/share/info/"),
         "remove glob ignored"
     );
@@ -127,6 +141,7 @@ fn lock_then_build_twice_gives_identical_images() {
         &bad,
         BuildEnv {
             suite: "bookworm",
+            extras: &[],
             cache: &cache,
             apt: &apt,
             source_date_epoch: 1_700_000_000,
@@ -161,6 +176,7 @@ fn lock_then_build_twice_gives_identical_images() {
         &gone,
         BuildEnv {
             suite: "bookworm",
+            extras: &[],
             cache: &cache,
             apt: &apt,
             source_date_epoch: 1_700_000_000,

@@ -3,6 +3,7 @@
 mod bench;
 mod host;
 mod iso;
+mod medium;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,7 +92,7 @@ fn main() -> Result<()> {
                 Some(p) => p,
                 None => default_iso(&root)?,
             };
-            iso::boot_test(&iso)
+            medium::boot_test(&iso, &root)
         }
         Cmd::BuildIso {
             out,
@@ -201,7 +202,8 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
             eprintln!("embedded sha256 {} over {} bytes: ok", e.sha256, e.size);
             Ok(())
         })?;
-        step("iso boot-test", &mut || iso::boot_test(&iso))?;
+        step("iso contents", &mut || medium::contents(&iso))?;
+        step("iso boot-test", &mut || medium::boot_test(&iso, root))?;
         step("iso repro", &mut || iso::repro(root))?;
     }
     eprintln!("\nxtask test: every step passed");

@@ -1,0 +1,214 @@
+//! What the pipeline adds to the trees of the installed system: the dom0
+//! payload gets firstboot with its unit enabled, GRUB's Xen command line for
+//! later `update-grub` runs, and no network; the qube template gets the
+//! fstab of a qube's root volume. No Debian package carries these.
+
+use crate::rootfs::Extra;
+
+/// Qubes' Xen command line (qubes-anaconda, shared/architecture.md).
+pub const XEN_CMDLINE: &str = "console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096";
+
+/// Where firstboot and its unit go in the payload.
+pub const FIRSTBOOT_BIN: &str = "usr/bin/firstboot";
+pub const FIRSTBOOT_UNIT: &str = "usr/lib/systemd/system/bulkhead-firstboot.service";
+const UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-firstboot.service");
+
+/// Units that would put dom0 on the network; masked so a NIC stays for
+/// sys-net even if someone installs the package later.
+pub const NETWORK_UNITS: &[&str] = &[
+    "systemd-networkd.service",
+    "systemd-networkd.socket",
+    "systemd-networkd-wait-online.service",
+    "NetworkManager.service",
+    "networking.service",
+    "wpa_supplicant.service",
+];
+
+/// The files added to the `payload` tree; `firstboot` is the binary.
+pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
+    let mut v = vec![
+        Extra::file(FIRSTBOOT_BIN, firstboot, 0o755),
+        Extra::file(FIRSTBOOT_UNIT, UNIT_TEXT, 0o644),
+        Extra::symlink(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-firstboot.service",
+            &format!("/{FIRSTBOOT_UNIT}"),
+        ),
+        Extra::file(
+            "etc/default/grub.d/bulkhead.cfg",
+            format!(
+                "# Written by the Bulkhead ISO build: Qubes' Xen command line, kept by update-grub.\n\
+                 GRUB_CMDLINE_XEN_DEFAULT=\"{XEN_CMDLINE}\"\n\
+                 GRUB_DISABLE_OS_PROBER=true\n"
+            ),
+            0o644,
+        ),
+        Extra::file(
+            "etc/systemd/network/README.bulkhead",
+            "dom0 has no network: its NICs are left for sys-net, and the units that\n\
+             would configure them are masked in /etc/systemd/system.\n",
+            0o644,
+        ),
+    ];
+    for u in NETWORK_UNITS {
+        v.push(Extra::symlink(&format!("etc/systemd/system/{u}"), "/dev/null"));
+    }
+    v
+}
+
+/// The files added to the `template` tree: a qube's root volume is its
+/// first Xen disk.
+pub fn template_files() -> Vec<Extra> {
+    vec![Extra::file(
+        "etc/fstab",
+        "# A qube's root volume (Bulkhead template).\n/dev/xvda / ext4 defaults,discard 0 1\n",
+        0o644,
+    )]
+}
+
+/// Paths the payload must hold (`*` matches within one path component):
+/// Xen, the dom0 kernel, the toolstack, LVM thin provisioning, LUKS unlock
+/// in the initramfs, GRUB for both firmwares, systemd and firstboot.
+pub const PAYLOAD_REQUIRED: &[&str] = &[
+    "boot/xen-*.gz",
+    "boot/vmlinuz-*-amd64",
+    "usr/sbin/xl",
+    "usr/sbin/lvcreate",
+    "usr/sbin/thin_check",
+    "usr/sbin/cryptsetup",
+    "usr/share/initramfs-tools/hooks/cryptroot",
+    "usr/sbin/update-initramfs",
+    "usr/sbin/grub-install",
+    "usr/lib/grub/i386-pc/modinfo.sh",
+    "usr/lib/grub/x86_64-efi/modinfo.sh",
+    "usr/bin/efibootmgr",
+    "usr/lib/systemd/systemd",
+    "usr/sbin/init",
+    FIRSTBOOT_BIN,
+    FIRSTBOOT_UNIT,
+];
+
+/// What must not be in the payload: anything that would put dom0 on the
+/// network.
+pub const PAYLOAD_FORBIDDEN: &[&str] = &[
+    "usr/sbin/NetworkManager",
+    "usr/sbin/dhclient",
+    "usr/sbin/dhcpcd",
+    "usr/sbin/ifup",
+    "usr/sbin/wpa_supplicant",
+    "usr/sbin/connmand",
+];
+
+/// Paths the template must hold: a root that boots by itself (systemd, its
+/// own kernel and modules) and the service roles' tools.
+pub const TEMPLATE_REQUIRED: &[&str] = &[
+    "usr/sbin/init",
+    "usr/lib/systemd/systemd",
+    "boot/vmlinuz-*-amd64",
+    "usr/lib/modules/*/modules.dep",
+    "usr/lib/modules/*/kernel/drivers/block/xen-blkfront.ko",
+    "usr/lib/modules/*/kernel/drivers/net/xen-netfront.ko",
+    "usr/sbin/NetworkManager",
+    "usr/sbin/nft",
+    "usr/bin/ip",
+    "usr/bin/ping",
+    "etc/fstab",
+];
+
+/// Whether `path` matches `pattern`, where `*` stands for any run of
+/// characters other than `/`.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), path.as_bytes());
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some(b'*') => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(&p[1..], &s[i..])),
+            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+        }
+    }
+    go(p, s)
+}
+
+/// Checks a tree's listing (paths relative to its root): every `required`
+/// pattern matches something and no `forbidden` one does. The error names
+/// each miss.
+pub fn check_listing(
+    listing: &[String],
+    required: &[&str],
+    forbidden: &[&str],
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for r in required {
+        if !listing.iter().any(|p| path_matches(r, p)) {
+            problems.push(format!("missing {r}"));
+        }
+    }
+    for f in forbidden {
+        if let Some(p) = listing.iter().find(|p| path_matches(f, p)) {
+            problems.push(format!("must not hold {p}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_within_one_component() {
+        assert!(path_matches("boot/xen-*.gz", "boot/xen-4.17-amd64.gz"));
+        assert!(!path_matches("boot/xen-*.gz", "boot/xen-4.17/x.gz"));
+        assert!(path_matches("usr/lib/modules/*/modules.dep", "usr/lib/modules/6.1.0-9-amd64/modules.dep"));
+        assert!(path_matches("a", "a") && !path_matches("a", "ab") && !path_matches("ab", "a"));
+        assert!(path_matches("*", "") && path_matches("x*", "x"));
+    }
+
+    #[test]
+    fn listing_check_names_what_is_missing_and_what_is_forbidden() {
+        let l: Vec<String> = ["usr/sbin/xl", "usr/sbin/NetworkManager"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(check_listing(&l, &["usr/sbin/xl"], &[]).is_ok());
+        let e = check_listing(&l, &["usr/sbin/xl", "boot/xen-*.gz"], PAYLOAD_FORBIDDEN).unwrap_err();
+        assert!(e.contains("missing boot/xen-*.gz"), "{e}");
+        assert!(e.contains("must not hold usr/sbin/NetworkManager"), "{e}");
+    }
+
+    #[test]
+    fn payload_enables_firstboot_and_masks_the_network() {
+        let files = payload_files(b"\x7fELF".to_vec());
+        let has = |p: &str| {
+            files.iter().any(|e| match e {
+                Extra::File { path, .. } | Extra::Symlink { path, .. } => path == p,
+            })
+        };
+        assert!(has(FIRSTBOOT_BIN) && has(FIRSTBOOT_UNIT));
+        assert!(has(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-firstboot.service"
+        ));
+        assert!(UNIT_TEXT.contains("ExecStart=/usr/bin/firstboot"));
+        for u in NETWORK_UNITS {
+            assert!(files.contains(&Extra::symlink(
+                &format!("etc/systemd/system/{u}"),
+                "/dev/null"
+            )));
+        }
+        let grub = files
+            .iter()
+            .find_map(|e| match e {
+                Extra::File { path, data, .. } if path.ends_with("bulkhead.cfg") => {
+                    Some(String::from_utf8_lossy(data).into_owned())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert!(grub.contains(&format!("GRUB_CMDLINE_XEN_DEFAULT=\"{XEN_CMDLINE}\"")));
+    }
+}

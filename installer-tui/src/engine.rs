@@ -269,6 +269,141 @@ impl Payload {
     }
 }
 
+/// Where the lock that keeps two installers (the live system runs one on
+/// each console) from installing at once lives.
+pub const LOCK_PATH: &str = "/run/bulkhead-installer.lock";
+
+/// Held while an install runs; released when dropped (or when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct InstallLock(#[allow(dead_code)] fs::File);
+
+impl InstallLock {
+    /// Takes the lock at `path`, or says that another installer holds it.
+    pub fn acquire(path: &Path) -> Result<Self, String> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_msg("opening the installer lock", path, e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(InstallLock(f)),
+            Err(fs::TryLockError::WouldBlock) => Err(
+                "another installer (on another console) is already installing; follow it there, nothing was written here".into(),
+            ),
+            Err(fs::TryLockError::Error(e)) => Err(io_msg("locking", path, e)),
+        }
+    }
+}
+
+/// The template's qube name on the installed system, and where its root
+/// image goes (firstboot's settings name it).
+pub const TEMPLATE_NAME: &str = "debian-12";
+pub const TEMPLATES_DIR: &str = "usr/share/bulkhead/templates";
+/// Where Qubes keeps the kernels qubes boot (firstboot picks the newest).
+pub const VM_KERNELS_DIR: &str = "var/lib/qubes/vm-kernels";
+
+/// Makes the template's root image for firstboot from the medium's
+/// squashfs: unpacked onto the target (owners and xattrs kept), written
+/// into an ext4 image by `mkfs.ext4 -d` (e2fsprogs), and the template's
+/// kernel placed where Qubes keeps VM kernels. Returns the image's path as
+/// the installed system sees it.
+pub fn install_template(
+    img: &Path,
+    root: &Path,
+    name: &str,
+    log: &mut Log,
+) -> Result<String, String> {
+    let scratch = root.join("var/tmp/bulkhead-template");
+    let _ = fs::remove_dir_all(&scratch);
+    if let Some(p) = scratch.parent() {
+        fs::create_dir_all(p).map_err(|e| io_msg("creating", p, e))?;
+    }
+    run_tool(
+        Command::new("unsquashfs")
+            .args(["-f", "-n", "-q", "-d"])
+            .arg(&scratch)
+            .arg(img),
+    )?;
+    let bytes = tree_bytes(&scratch);
+    const MIB: u64 = 1 << 20;
+    // ext4's metadata and room for the template's own updates.
+    let size = (bytes + bytes / 4 + 512 * MIB).div_ceil(MIB) * MIB;
+    let rel = format!("{TEMPLATES_DIR}/{name}.img");
+    let dest = root.join(&rel);
+    if let Some(p) = dest.parent() {
+        fs::create_dir_all(p).map_err(|e| io_msg("creating", p, e))?;
+    }
+    let f = fs::File::create(&dest).map_err(|e| io_msg("creating", &dest, e))?;
+    f.set_len(size).map_err(|e| io_msg("sizing", &dest, e))?;
+    drop(f);
+    run_tool(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "root", "-d"])
+            .arg(&scratch)
+            .arg(&dest),
+    )?;
+    let kernel = boot_files_kernel(&scratch);
+    if let Some((file, release)) = &kernel {
+        let kdir = root.join(VM_KERNELS_DIR).join(release);
+        fs::create_dir_all(&kdir).map_err(|e| io_msg("creating", &kdir, e))?;
+        fs::copy(scratch.join("boot").join(file), kdir.join("vmlinuz"))
+            .map_err(|e| io_msg("copying the template's kernel to", &kdir, e))?;
+    }
+    fs::remove_dir_all(&scratch).map_err(|e| io_msg("removing", &scratch, e))?;
+    log.line(format!(
+        "template {name}: {} MiB of files in a {} MiB ext4 image /{rel}; VM kernel {}",
+        bytes / MIB,
+        size / MIB,
+        kernel.map_or(
+            "none (the template has no /boot/vmlinuz-*)".to_string(),
+            |k| k.1
+        )
+    ));
+    Ok(format!("/{rel}"))
+}
+
+/// The newest `vmlinuz-RELEASE` in `root/boot`, with its release.
+fn boot_files_kernel(root: &Path) -> Option<(String, String)> {
+    let k = newest(&root.join("boot"), "vmlinuz-", "")?;
+    let release = k.trim_start_matches("vmlinuz-").to_string();
+    Some((k, release))
+}
+
+/// The name in `dir` with `prefix` and `suffix` that sorts last by version.
+fn newest(dir: &Path, prefix: &str, suffix: &str) -> Option<String> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .max_by_key(|n| natural(n))
+}
+
+/// Bytes of the regular files below `dir` (symlinks not followed).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn run_tool(cmd: &mut Command) -> Result<(), String> {
+    let name = format!("{:?}", cmd.get_program());
+    let out = cmd.output().map_err(|e| format!("running {name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
 /// Copies the payload into `root`: a directory with modes and symlinks
 /// (by hand: std has no recursive copy keeping symlinks), a squashfs image
 /// with `unsquashfs` (squashfs-tools), keeping owners and xattrs.
@@ -540,7 +675,7 @@ pub fn configure(
         root,
         "etc/crypttab",
         &format!(
-            "{} UUID={} none discard,x-initrd.attach\n",
+            "{} UUID={} none luks,discard,x-initrd.attach\n",
             facts.mapper, facts.luks_uuid
         ),
         0o600,
@@ -644,27 +779,114 @@ pub fn configure(
     Ok(())
 }
 
-/// GRUB's menu on the target: Xen (multiboot2) with the dom0 kernel, the
-/// LUKS2 volume unlocked by the initramfs (`rd.luks.uuid`) and LVM root.
-pub fn grub_cfg(facts: &TargetFacts, xen: &str, kernel: &str, initrd: &str) -> String {
+/// Qubes' Xen command line (shared/architecture.md); iso-builder writes
+/// the same into the payload's /etc/default/grub.d for later update-grub.
+pub const XEN_CMDLINE: &str = "console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096";
+
+/// The files the payload put in /boot: Xen, the dom0 kernel (the newest,
+/// when several) and that kernel's release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    pub xen: String,
+    pub kernel: String,
+    pub release: String,
+}
+
+impl BootFiles {
+    /// The initramfs `update-initramfs -c` makes for the kernel.
+    pub fn initrd(&self) -> String {
+        format!("initrd.img-{}", self.release)
+    }
+}
+
+/// Finds Xen and the dom0 kernel in the target's /boot.
+pub fn boot_files(root: &Path) -> Result<BootFiles, String> {
+    let boot = root.join("boot");
+    fs::read_dir(&boot).map_err(|e| io_msg("listing", &boot, e))?;
+    let xen = newest(&boot, "xen-", ".gz")
+        .ok_or("the payload has no Xen hypervisor (/boot/xen-*.gz); the medium is incomplete")?;
+    let (kernel, release) = boot_files_kernel(root)
+        .ok_or("the payload has no dom0 kernel (/boot/vmlinuz-*); the medium is incomplete")?;
+    Ok(BootFiles {
+        xen,
+        kernel,
+        release,
+    })
+}
+
+/// A sort key that orders digit runs by value ("6.1.0-10" after "6.1.0-9").
+fn natural(s: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !text.is_empty() {
+                out.push((0, std::mem::take(&mut text)));
+            }
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    if !digits.is_empty() {
+        out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        out.push((0, text));
+    }
+    out
+}
+
+/// Whether the installer itself runs with a serial console (the menu's
+/// serial entry); the installed system then keeps it, as Anaconda does.
+pub fn serial_console(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .any(|w| w.starts_with("console=ttyS"))
+}
+
+/// GRUB's menu on the target: Xen (multiboot2) with Qubes' command line and
+/// the dom0 kernel, whose initramfs unlocks the LUKS2 volume (crypttab) and
+/// activates the LVM root. With `serial`, GRUB, Xen (com1) and dom0 (hvc0)
+/// also use the first serial port.
+pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool) -> String {
+    let (terminal, xen_cmdline, dom0_console) = if serial {
+        (
+            "serial --unit=0 --speed=115200\n\
+             terminal_input console serial\n\
+             terminal_output console serial\n",
+            XEN_CMDLINE.replace("console=none", "console=com1,vga com1=115200,8n1"),
+            " console=hvc0",
+        )
+    } else {
+        ("", XEN_CMDLINE.to_string(), "")
+    };
     format!(
         "# Written by the Bulkhead installer.\n\
          set timeout=5\n\
          set default=0\n\
+         {terminal}\
          insmod part_gpt\n\
          insmod ext2\n\
          search --no-floppy --fs-uuid --set=root {boot}\n\
          menuentry 'Bulkhead (Xen)' {{\n\
          \tinsmod multiboot2\n\
-         \tmultiboot2 /{xen} placeholder console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096\n\
-         \tmodule2 /{kernel} placeholder root={root} ro rd.luks.uuid=luks-{luks} rd.lvm.lv={vg_root} rd.lvm.lv={vg_swap} rhgb quiet\n\
+         \techo 'Loading Xen {xen}'\n\
+         \tmultiboot2 /{xen} placeholder {xen_cmdline}\n\
+         \techo 'Loading Linux {kernel}'\n\
+         \tmodule2 /{kernel} placeholder root={root} ro{dom0_console}\n\
          \tmodule2 --nounzip /{initrd}\n\
          }}\n",
         boot = facts.boot_uuid,
         root = facts.root_dev,
-        luks = facts.luks_uuid,
-        vg_root = "qubes_dom0/root",
-        vg_swap = "qubes_dom0/swap",
+        xen = files.xen,
+        kernel = files.kernel,
+        initrd = files.initrd(),
     )
 }
 
@@ -672,7 +894,7 @@ pub fn grub_cfg(facts: &TargetFacts, xen: &str, kernel: &str, initrd: &str) -> S
 /// (core image in the BIOS boot partition) and UEFI (the removable fallback
 /// path EFI/BOOT/BOOTX64.EFI; an NVRAM entry only when booted by UEFI) and
 /// rebuild the initramfs with the LUKS/LVM unlock.
-pub fn bootloader_commands(disk: &str, uefi_booted: bool) -> Vec<Vec<String>> {
+pub fn bootloader_commands(disk: &str, uefi_booted: bool, release: &str) -> Vec<Vec<String>> {
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut c = vec![
         v(&["grub-install", "--target=i386-pc", "--recheck", disk]),
@@ -699,7 +921,7 @@ pub fn bootloader_commands(disk: &str, uefi_booted: bool) -> Vec<Vec<String>> {
             "\\EFI\\BOOT\\BOOTX64.EFI",
         ]));
     }
-    c.push(v(&["update-initramfs", "-u", "-k", "all"]));
+    c.push(v(&["update-initramfs", "-c", "-k", release]));
     c
 }
 
@@ -720,6 +942,11 @@ pub trait Target {
     fn run_in_target(&mut self, root: &Path, argv: &[String], log: &mut Log) -> Result<(), String>;
     /// Whether this machine was booted by UEFI.
     fn uefi_booted(&self) -> bool;
+    /// Whether the installer runs on a serial console the installed system
+    /// should keep.
+    fn serial_console(&self) -> bool {
+        false
+    }
     /// Unmounts and closes everything `prepare` opened.
     fn finish(&mut self, log: &mut Log) -> Result<(), String>;
 }
@@ -731,6 +958,7 @@ pub fn install(
     secrets: &Secrets,
     machine: &MachineData,
     payload: &Payload,
+    template: Option<&Path>,
     target: &mut dyn Target,
     events: &mut dyn FnMut(Event),
 ) -> Result<Log, (InstallError, Log)> {
@@ -829,6 +1057,21 @@ pub fn install(
     });
     log.lines.append(&mut copy_log.lines);
     tryst!(copied.map_err(stage_err(Stage::Payload)));
+    let installed_template = match template {
+        Some(img) => {
+            emit(
+                &mut log,
+                Stage::Payload,
+                100,
+                format!("making the template {TEMPLATE_NAME} from {}", img.display()),
+            );
+            Some(tryst!(
+                install_template(img, &root, TEMPLATE_NAME, &mut log)
+                    .map_err(stage_err(Stage::Payload))
+            ))
+        }
+        None => None,
+    };
     let facts = TargetFacts::of(&plan);
     emit(
         &mut log,
@@ -845,9 +1088,20 @@ pub fn install(
         0,
         "GRUB for BIOS and UEFI, initramfs".into(),
     );
-    let cfg = grub_cfg(&facts, "xen.gz", "vmlinuz", "initrd.img");
+    let files = tryst!(boot_files(&root).map_err(stage_err(Stage::Bootloader)));
+    log.line(format!(
+        "  Xen {}, dom0 kernel {}, serial console {}",
+        files.xen,
+        files.kernel,
+        if target.serial_console() {
+            "kept"
+        } else {
+            "none"
+        }
+    ));
+    let cfg = grub_cfg(&facts, &files, target.serial_console());
     tryst!(write(&root, "boot/grub/grub.cfg", &cfg, 0o644).map_err(stage_err(Stage::Bootloader)));
-    for cmd in bootloader_commands(&plan.disk.path, target.uefi_booted()) {
+    for cmd in bootloader_commands(&plan.disk.path, target.uefi_booted(), &files.release) {
         log.line(format!("  running {}", cmd.join(" ")));
         tryst!(
             target
@@ -862,7 +1116,17 @@ pub fn install(
         "writing /etc/bulkhead/firstboot.toml".into(),
     );
     let on_usb = disk.transport == partitioner::discover::Transport::Usb;
-    let settings = answers.firstboot_settings(on_usb);
+    let mut settings = answers.firstboot_settings(on_usb);
+    // The medium's template replaces firstboot's defaults, whose images a
+    // Bulkhead medium does not carry.
+    if let Some(image) = installed_template {
+        settings.templates = vec![firstboot::settings::TemplateSettings {
+            name: TEMPLATE_NAME.to_string(),
+            image: Some(PathBuf::from(image)),
+            root_size: None,
+        }];
+        settings.default_template = None;
+    }
     let text = tryst!(
         toml::to_string(&settings)
             .map_err(|e| e.to_string())
@@ -1019,6 +1283,10 @@ impl Target for DiskTarget {
         Path::new("/sys/firmware/efi").is_dir()
     }
 
+    fn serial_console(&self) -> bool {
+        serial_console(&fs::read_to_string("/proc/cmdline").unwrap_or_default())
+    }
+
     fn finish(&mut self, log: &mut Log) -> Result<(), String> {
         while let Some(at) = self.mounted.pop() {
             let out = Command::new("umount")
@@ -1046,4 +1314,76 @@ impl Target for DiskTarget {
 pub fn dry_run(answers: &Answers, machine: &MachineData) -> Result<Plan, InstallError> {
     hardware_gate(&machine.report, &answers.hardware.accept_warnings)?;
     Ok(Plan::new(&machine.inventory, &answers.disk.device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_installer_holds_the_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let first = InstallLock::acquire(&p).unwrap();
+        let e = InstallLock::acquire(&p).unwrap_err();
+        assert!(e.contains("another installer"), "{e}");
+        drop(first);
+        InstallLock::acquire(&p).unwrap();
+    }
+
+    fn facts() -> TargetFacts {
+        TargetFacts {
+            luks_uuid: "u".into(),
+            mapper: "luks-u".into(),
+            root_dev: "/dev/mapper/qubes_dom0-root".into(),
+            swap_dev: "/dev/mapper/qubes_dom0-swap".into(),
+            boot_uuid: "b".into(),
+            esp_uuid: "E".into(),
+        }
+    }
+
+    #[test]
+    fn serial_install_keeps_the_serial_console_in_grub_xen_and_dom0() {
+        assert!(serial_console("quiet console=tty0 console=ttyS0,115200"));
+        assert!(!serial_console("quiet console=tty0"));
+        let files = BootFiles {
+            xen: "xen-4.17-amd64.gz".into(),
+            kernel: "vmlinuz-6.1.0-1-amd64".into(),
+            release: "6.1.0-1-amd64".into(),
+        };
+        let cfg = grub_cfg(&facts(), &files, true);
+        assert!(cfg.contains("terminal_output console serial\n"), "{cfg}");
+        assert!(
+            cfg.contains("console=com1,vga com1=115200,8n1 dom0_mem=min:1024M"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("root=/dev/mapper/qubes_dom0-root ro console=hvc0\n"),
+            "{cfg}"
+        );
+        let plain = grub_cfg(&facts(), &files, false);
+        assert!(
+            plain.contains(&format!("placeholder {XEN_CMDLINE}\n")),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn boot_files_pick_xen_and_the_newest_kernel_or_say_what_is_missing() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("boot")).unwrap();
+        let e = boot_files(d.path()).unwrap_err();
+        assert!(e.contains("no Xen hypervisor"), "{e}");
+        for f in [
+            "xen-4.17-amd64.gz",
+            "vmlinuz-6.1.0-9-amd64",
+            "vmlinuz-6.1.0-10-amd64",
+        ] {
+            fs::write(d.path().join("boot").join(f), "x").unwrap();
+        }
+        let b = boot_files(d.path()).unwrap();
+        assert_eq!(b.kernel, "vmlinuz-6.1.0-10-amd64");
+        assert_eq!(b.initrd(), "initrd.img-6.1.0-10-amd64");
+        assert_eq!(b.xen, "xen-4.17-amd64.gz");
+    }
 }

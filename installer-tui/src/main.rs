@@ -47,6 +47,17 @@ struct Cli {
         default_value = "/run/bulkhead/medium/live/payload.squashfs"
     )]
     payload: PathBuf,
+    /// The qube template image (squashfs) firstboot clones for every qube.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/bulkhead/medium/live/template.squashfs"
+    )]
+    template: PathBuf,
+    /// Install without a qube template (firstboot then creates empty root
+    /// volumes and says so).
+    #[arg(long, conflicts_with = "template")]
+    no_template: bool,
     /// Where the boot medium is mounted (looked at for answers.toml).
     #[arg(long, value_name = "DIR", default_value = "/run/bulkhead/medium")]
     medium: PathBuf,
@@ -99,6 +110,20 @@ fn run() -> Result<ExitCode> {
         Some(p) => unattended(&cli, &p, machine()?, dry_run),
         None => interactive(&cli, machine()?, dry_run),
     }
+}
+
+/// The template to install, checked before anything is written.
+fn template(cli: &Cli) -> Result<Option<PathBuf>> {
+    if cli.no_template {
+        return Ok(None);
+    }
+    if !cli.template.is_file() {
+        bail!(
+            "the qube template {} is missing; give its path with --template PATH, or install without one with --no-template; nothing was written",
+            cli.template.display()
+        );
+    }
+    Ok(Some(cli.template.clone()))
 }
 
 fn pbkdf(cli: &Cli, machine: &MachineData) -> partitioner::luks::Pbkdf {
@@ -180,6 +205,9 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let template = template(cli)?;
+    let _lock =
+        engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)).map_err(anyhow::Error::msg)?;
     let secrets = secrets(&answers)?;
     let pbkdf = pbkdf(cli, &machine);
     let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
@@ -201,6 +229,7 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
         &secrets,
         &machine,
         &payload,
+        template.as_deref(),
         &mut target,
         &mut print,
     ) {
@@ -228,6 +257,9 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
         bail!(
             "the interactive installer needs a terminal; for unattended installs use --answers FILE"
         );
+    }
+    if !dry_run {
+        template(cli)?;
     }
     let mut state = State::new(machine, dry_run);
     state.ascii = app::ascii_terminal(&std::env::var("TERM").unwrap_or_default());
@@ -286,6 +318,7 @@ fn event_loop(
                 let pbkdf = pbkdf(cli, &machine);
                 let tx = tx.clone();
                 let payload = Payload::at(&cli.payload);
+                let template = template(cli).ok().flatten();
                 let mountpoint = cli.mountpoint.clone();
                 let dry = state.dry_run;
                 let log_path = PathBuf::from(&state.log_path);
@@ -309,19 +342,23 @@ fn event_loop(
                     } else {
                         let mut target = DiskTarget::new(mountpoint, pbkdf);
                         let mut send_mut = send;
-                        match engine::install(
-                            &answers,
-                            &secrets,
-                            &machine,
-                            &payload,
-                            &mut target,
-                            &mut send_mut,
-                        ) {
-                            Ok(_) => Ok(()),
-                            Err((e, log)) => {
-                                let _ = std::fs::write(&log_path, log.text());
-                                Err((e.stage(), e.to_string()))
-                            }
+                        match engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)) {
+                            Err(m) => Err((engine::Stage::Hardware, m)),
+                            Ok(_lock) => match engine::install(
+                                &answers,
+                                &secrets,
+                                &machine,
+                                &payload,
+                                template.as_deref(),
+                                &mut target,
+                                &mut send_mut,
+                            ) {
+                                Ok(_) => Ok(()),
+                                Err((e, log)) => {
+                                    let _ = std::fs::write(&log_path, log.text());
+                                    Err((e.stage(), e.to_string()))
+                                }
+                            },
                         }
                     };
                     let _ = tx.send(Msg::Finished(result));

@@ -68,7 +68,7 @@ accept_warnings = ["ram", "iommu", "keyboard", "virtualization", "disk"]
     let script = r#"set +x
 wait-dev /dev/vda 30
 mkdir -p /tmp /run/bulkhead
-installer-tui --answers /answers.toml --payload /payload.squashfs --medium /nonexistent --pbkdf-memory 8192 --pbkdf-iterations 4 > /tmp/out.txt 2>&1
+installer-tui --answers /answers.toml --payload /payload.squashfs --no-template --medium /nonexistent --pbkdf-memory 8192 --pbkdf-iterations 4 > /tmp/out.txt 2>&1
 echo "BH-INSTALL=$?"
 echo "==out=="; cat /tmp/out.txt; echo "==/out=="
 echo "==log=="; cat /tmp/bulkhead-install.log; echo "==/log=="
@@ -205,7 +205,7 @@ wait-dev /dev/vda 30
 mkdir -p /tmp /dev/pts /run/bulkhead
 mount -t devpts devpts /dev/pts
 export TERM=vt100
-tmux -u new-session -d -s i -x 80 -y 24 "TERM=vt100 installer-tui --payload /payload.squashfs --medium /nonexistent --pbkdf-memory 8192 --pbkdf-iterations 4; echo INSTALLER-EXIT=\$?; sleep 600" || exit 40
+tmux -u new-session -d -s i -x 80 -y 24 "TERM=vt100 installer-tui --payload /payload.squashfs --no-template --medium /nonexistent --pbkdf-memory 8192 --pbkdf-iterations 4; echo INSTALLER-EXIT=\$?; sleep 600" || exit 40
 w() {
   n=0
   until tmux -u capture-pane -p -t i | grep -qF -- "$1"; do

@@ -50,7 +50,10 @@ pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
         ),
     ];
     for u in NETWORK_UNITS {
-        v.push(Extra::symlink(&format!("etc/systemd/system/{u}"), "/dev/null"));
+        v.push(Extra::symlink(
+            &format!("etc/systemd/system/{u}"),
+            "/dev/null",
+        ));
     }
     v
 }
@@ -164,7 +167,10 @@ mod tests {
     fn patterns_match_within_one_component() {
         assert!(path_matches("boot/xen-*.gz", "boot/xen-4.17-amd64.gz"));
         assert!(!path_matches("boot/xen-*.gz", "boot/xen-4.17/x.gz"));
-        assert!(path_matches("usr/lib/modules/*/modules.dep", "usr/lib/modules/6.1.0-9-amd64/modules.dep"));
+        assert!(path_matches(
+            "usr/lib/modules/*/modules.dep",
+            "usr/lib/modules/6.1.0-9-amd64/modules.dep"
+        ));
         assert!(path_matches("a", "a") && !path_matches("a", "ab") && !path_matches("ab", "a"));
         assert!(path_matches("*", "") && path_matches("x*", "x"));
     }
@@ -176,7 +182,8 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert!(check_listing(&l, &["usr/sbin/xl"], &[]).is_ok());
-        let e = check_listing(&l, &["usr/sbin/xl", "boot/xen-*.gz"], PAYLOAD_FORBIDDEN).unwrap_err();
+        let e =
+            check_listing(&l, &["usr/sbin/xl", "boot/xen-*.gz"], PAYLOAD_FORBIDDEN).unwrap_err();
         assert!(e.contains("missing boot/xen-*.gz"), "{e}");
         assert!(e.contains("must not hold usr/sbin/NetworkManager"), "{e}");
     }

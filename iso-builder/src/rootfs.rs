@@ -271,7 +271,10 @@ impl Extra {
     fn key(&self) -> String {
         match self {
             Extra::File { path, data, mode } => {
-                format!("extra {path} {mode:o} {}\n", hex::encode(Sha256::digest(data)))
+                format!(
+                    "extra {path} {mode:o} {}\n",
+                    hex::encode(Sha256::digest(data))
+                )
             }
             Extra::Symlink { path, target } => format!("extra {path} -> {target}\n"),
         }
@@ -524,8 +527,13 @@ mod tests {
         std::os::unix::fs::symlink("usr/sbin", root.join("sbin")).unwrap();
         fs::write(root.join("usr/sbin/init"), "old").unwrap();
         Extra::file("sbin/init", "new", 0o755).write(&root).unwrap();
-        assert_eq!(fs::read_to_string(root.join("usr/sbin/init")).unwrap(), "new");
-        Extra::symlink("etc/x/link", "/bin/true").write(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("usr/sbin/init")).unwrap(),
+            "new"
+        );
+        Extra::symlink("etc/x/link", "/bin/true")
+            .write(&root)
+            .unwrap();
         assert_eq!(
             fs::read_link(root.join("etc/x/link")).unwrap(),
             Path::new("/bin/true")
@@ -533,7 +541,9 @@ mod tests {
         let outside = d.path().join("outside");
         fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let e = Extra::file("escape/f", "x", 0o644).write(&root).unwrap_err();
+        let e = Extra::file("escape/f", "x", 0o644)
+            .write(&root)
+            .unwrap_err();
         assert!(e.to_string().contains("leads out of the tree"), "{e}");
         assert!(!outside.join("f").exists());
         for bad in ["", "../x", "a//b", "a/../b"] {

@@ -94,10 +94,7 @@ fn boot(how: &str, vm: Vm) -> Result<Outcome> {
     if o.ok {
         eprintln!("  {:<34} ok in {:>5.1} s", o.how, o.secs);
     } else {
-        eprintln!(
-            "  {:<34} FAILED after {:.1} s; console:",
-            o.how, o.secs
-        );
+        eprintln!("  {:<34} FAILED after {:.1} s; console:", o.how, o.secs);
         let tail: Vec<&str> = o.serial.lines().rev().take(40).collect();
         for l in tail.into_iter().rev() {
             eprintln!("    | {l}");

@@ -64,4 +64,9 @@ pub fn fake_payload(dir: &Path) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     symlink("../usr/bin/hello", dir.join("bin/hello")).unwrap();
     std::fs::create_dir_all(dir.join("boot")).unwrap();
+    // Xen and two dom0 kernels: the newest (by version, not by text) boots.
+    w("boot/xen-4.17-amd64.gz", "xen");
+    w("boot/xen-4.17-amd64.config", "config");
+    w("boot/vmlinuz-6.1.0-9-amd64", "kernel 9");
+    w("boot/vmlinuz-6.1.0-10-amd64", "kernel 10");
 }

@@ -130,6 +130,7 @@ pub struct Vm {
     cdroms: Vec<PathBuf>,
     args: Vec<String>,
     wait_for: Option<String>,
+    inputs: Vec<(String, Vec<u8>)>,
     timeout: Duration,
 }
 
@@ -153,6 +154,7 @@ impl Vm {
             cdroms: Vec::new(),
             args: Vec::new(),
             wait_for: None,
+            inputs: Vec::new(),
             timeout: Duration::from_secs(300),
         }
     }
@@ -209,6 +211,14 @@ impl Vm {
         self.wait_for = Some(marker.to_string());
         self
     }
+    /// Types `input` on the serial console once `marker` has appeared
+    /// (after the previous input's marker): keystrokes for a TUI, a
+    /// passphrase at a prompt. Inputs are sent in the order given.
+    pub fn send_when(mut self, marker: &str, input: impl Into<Vec<u8>>) -> Self {
+        self.inputs.push((marker.to_string(), input.into()));
+        self
+    }
+
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -309,9 +319,13 @@ impl Vm {
     pub fn run(&self) -> Result<GuestResult, HarnessError> {
         let work = tempfile::tempdir().map_err(io_err("creating temp dir", "/tmp"))?;
         let mut cmd = self.command(work.path())?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if self.inputs.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let child = cmd.spawn().map_err(|e| {
             HarnessError::Setup(format!(
                 "cannot start qemu-system-x86_64 ({e}): apt-get install qemu-system-x86"
@@ -337,6 +351,10 @@ impl Vm {
             }
         });
         let mut stderr = guard.0.stderr.take();
+        let mut stdin = guard.0.stdin.take();
+        let mut pending = self.inputs.iter();
+        let mut next_input = pending.next();
+        let mut seen_upto = 0usize;
         let start = Instant::now();
         let mut timed_out = false;
         let mut exited = None;
@@ -345,6 +363,26 @@ impl Vm {
                 .lock()
                 .map(|s| String::from_utf8_lossy(&s).into_owned())
                 .unwrap_or_default();
+            while let Some((marker, input)) = next_input {
+                let mut from = seen_upto.min(text.len());
+                while !text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                let Some(at) = text[from..].find(marker.as_str()) else {
+                    break;
+                };
+                seen_upto = from + at + marker.len();
+                if let Some(w) = stdin.as_mut() {
+                    use std::io::Write;
+                    // Serial lines are slow; a TUI reads keys one by one.
+                    for b in input {
+                        let _ = w.write_all(&[*b]);
+                        let _ = w.flush();
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                next_input = pending.next();
+            }
             if parse_exit(&text).is_some() {
                 // Let poweroff finish, then stop.
                 let _ = wait_timeout(&mut guard.0, Duration::from_secs(10));

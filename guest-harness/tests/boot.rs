@@ -75,3 +75,19 @@ fn timeout_kills_a_hung_guest() {
     assert!(out.timed_out);
     assert_eq!(out.exit_code, None);
 }
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn typed_input_reaches_the_guest_after_each_marker() {
+    let k = Kernel::pinned().unwrap();
+    let initrd = Initramfs::new(&k)
+        .script("echo ASK-ONE; read -r a; echo ASK-TWO; read -r b; echo \"GOT:$a:$b\"\n");
+    let out = Vm::new()
+        .kernel(&k, &initrd, "")
+        .send_when("ASK-ONE", "first\r")
+        .send_when("ASK-TWO", "second\r")
+        .run()
+        .unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.serial);
+    assert!(out.serial.contains("GOT:first:second"), "{}", out.serial);
+}

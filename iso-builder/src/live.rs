@@ -34,6 +34,8 @@ pub const MODULES: &[&str] = &[
     "squashfs",
     "overlay",
     "loop",
+    // answer files handed over by QEMU/cloud hosts (`-fw_cfg`)
+    "qemu_fw_cfg",
 ];
 
 /// Where things live on the medium.
@@ -175,14 +177,30 @@ esac
 set -- $(stty size 2> /dev/null)
 [ "${1:-0}" -gt 0 ] 2> /dev/null || stty rows 24 cols 80
 mode=install
+primary=tty1
+answers=""
+[ -f /run/bulkhead/medium/answers.toml ] && answers=medium
 for a in $(cat /proc/cmdline); do
-  case "$a" in bulkhead.mode=*) mode="${a#bulkhead.mode=}" ;; esac
+  case "$a" in
+    bulkhead.mode=*) mode="${a#bulkhead.mode=}" ;;
+    bulkhead.answers=*) answers="${a#bulkhead.answers=}" ;;
+    console=*) primary="${a#console=}"; primary="${primary%%,*}" ;;
+  esac
 done
+[ "$primary" = tty0 ] && primary=tty1
+me="$(readlink /proc/self/fd/0)"
+me="${me#/dev/}"
+# An unattended install runs once, on the kernel's console.
+if [ "$mode" = install ] && [ -n "$answers" ] && [ "$me" != "$primary" ]; then
+  echo "bulkhead: the unattended install runs on $primary; its progress is shown there."
+  exec sleep 2147483647
+fi
 case "$mode" in
   check) /usr/lib/bulkhead/check-hardware ;;
   verify) /usr/lib/bulkhead/verify-medium ;;
   *) installer-tui ;;
 esac
+echo "bulkhead: $mode finished (exit $?)"
 echo
 echo "Press Enter to run it again; or type shell, reboot or poweroff, then Enter."
 read -r answer

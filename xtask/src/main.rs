@@ -50,9 +50,16 @@ enum Cmd {
     /// Build the ISO twice (different directory, TZ, umask, LANG, user,
     /// clock) and compare the results byte for byte.
     Repro,
-    /// Boot an image under QEMU (SeaBIOS and OVMF, CD and USB) and wait
-    /// for the live system.
+    /// Check an image's payload and template, then boot it under QEMU TCG:
+    /// to the installer's first screen (SeaBIOS and OVMF, CD, USB, NVMe),
+    /// the hardware-check and verify entries, the template's root.
     BootTest {
+        /// The image (default: the one in out/).
+        iso: Option<PathBuf>,
+    },
+    /// Install from an image onto a blank disk in QEMU (unattended, answer
+    /// file over fw_cfg), then boot the installed disk to its login prompt.
+    InstallTest {
         /// The image (default: the one in out/).
         iso: Option<PathBuf>,
     },
@@ -92,7 +99,15 @@ fn main() -> Result<()> {
                 Some(p) => p,
                 None => default_iso(&root)?,
             };
+            medium::contents(&iso)?;
             medium::boot_test(&iso, &root)
+        }
+        Cmd::InstallTest { iso } => {
+            let iso = match iso {
+                Some(p) => p,
+                None => default_iso(&root)?,
+            };
+            medium::install_test(&iso)
         }
         Cmd::BuildIso {
             out,
@@ -204,6 +219,7 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         })?;
         step("iso contents", &mut || medium::contents(&iso))?;
         step("iso boot-test", &mut || medium::boot_test(&iso, root))?;
+        step("iso install-test", &mut || medium::install_test(&iso))?;
         step("iso repro", &mut || iso::repro(root))?;
     }
     eprintln!("\nxtask test: every step passed");

@@ -259,3 +259,113 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
         .timeout(Duration::from_secs(300));
     boot("template root (its own kernel)", vm)
 }
+
+const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
+const E2E_PASSPHRASE: &str = "e2e correct horse battery staple";
+
+/// The whole path a user takes, in two guests: the ISO's serial-console
+/// entry with an answer file handed over by QEMU's fw_cfg installs onto a
+/// blank 40 GiB disk; then that disk boots alone: GRUB, Xen, the dom0
+/// kernel, the initramfs asking for the LUKS passphrase (typed on the serial
+/// console), systemd, firstboot, and the login prompt.
+pub fn install_test(iso: &Path) -> Result<()> {
+    if !iso.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo xtask iso`",
+            iso.display()
+        );
+    }
+    let work = tempfile::tempdir()?;
+    let w = work.path();
+    std::fs::write(w.join("passphrase"), E2E_PASSPHRASE)?;
+    std::fs::write(w.join("password"), "e2e-dom0-password")?;
+    std::fs::write(
+        w.join("answers.toml"),
+        format!(
+            "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
+             [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\n\
+             [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
+             [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
+        ),
+    )?;
+    let disk = w.join("target.img");
+    guest_harness::sparse_disk(&disk, 40 << 30)?;
+    let kernel = w.join("vmlinuz");
+    let initrd = w.join("initrd.img");
+    extract(iso, "/boot/vmlinuz", &kernel)?;
+    extract(iso, "/boot/initrd.img", &initrd)?;
+    let args = format!(
+        "{} bulkhead.answers={FW_CFG}/answers.toml/raw",
+        entry_args(iso, w, "Install Bulkhead (serial console)")?
+    );
+    let mut vm = Vm::new()
+        .memory_mib(4096)
+        .arg("-kernel")
+        .arg(&kernel.display().to_string())
+        .arg("-initrd")
+        .arg(&initrd.display().to_string())
+        .arg("-append")
+        .arg(&args)
+        .cdrom(iso)
+        .disk(Disk::new(&disk).bus(Bus::Virtio))
+        .wait_for("bulkhead: install finished (exit ")
+        .timeout(Duration::from_secs(2400));
+    for f in ["answers.toml", "passphrase", "password"] {
+        vm = vm.arg("-fw_cfg").arg(&format!(
+            "name=opt/bulkhead/{f},file={}",
+            w.join(f).display()
+        ));
+    }
+    let install = boot("unattended install (serial entry)", vm)?;
+    let tail = |o: &Outcome| {
+        o.serial
+            .lines()
+            .filter(|l| l.starts_with('[') || l.contains("bulkhead:") || l.contains("rror"))
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if !install.ok
+        || !install
+            .serial
+            .contains("bulkhead: install finished (exit 0)")
+    {
+        bail!("the unattended install failed:\n{}", tail(&install));
+    }
+    eprintln!(
+        "{}",
+        install
+            .serial
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let vm = Vm::new()
+        .memory_mib(4096)
+        .cpu("max,-rdtscp,-avx,-avx2,-avx512f")
+        .device("amd-iommu")
+        .disk(Disk::new(&disk).bus(Bus::Virtio))
+        .send_when("Please unlock disk", format!("{E2E_PASSPHRASE}\r"))
+        .wait_for("login:")
+        .timeout(Duration::from_secs(2400));
+    let first = boot("installed system: GRUB, Xen, unlock, login", vm)?;
+    for (what, needle) in [
+        ("GRUB's Xen entry", "Loading Xen"),
+        ("Xen", "Xen version"),
+        ("the passphrase prompt", "Please unlock disk"),
+        ("firstboot", "first boot"),
+    ] {
+        let seen = first.serial.contains(needle);
+        eprintln!(
+            "      {what:<22} {}",
+            if seen { "seen" } else { "NOT seen" }
+        );
+    }
+    if !first.ok {
+        bail!("the installed system did not reach its login prompt");
+    }
+    Ok(())
+}

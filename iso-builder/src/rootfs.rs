@@ -25,7 +25,7 @@ use crate::inputs::{AptEnv, Cache, DebPin, InputError};
 use crate::recipe::Tree;
 
 /// Bumped whenever assembly changes in a way that changes its output.
-const ASSEMBLY_VERSION: u32 = 4;
+const ASSEMBLY_VERSION: u32 = 5;
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 
 #[derive(Debug, thiserror::Error)]
@@ -459,7 +459,8 @@ pub fn build(
 }
 
 /// Removes what differs between two assemblies of the same packages (logs,
-/// caches, backup files) and the recipe's `remove` globs.
+/// caches, backup files, the build host's hostname and resolver) and the
+/// recipe's `remove` globs.
 fn scrub(root: &Path, remove: &[String]) -> Result<(), RootfsError> {
     let mut globs: Vec<String> = [
         "var/log/*",
@@ -485,7 +486,11 @@ fn scrub(root: &Path, remove: &[String]) -> Result<(), RootfsError> {
         .join("\n");
     run(Command::new("sh")
         .arg("-c")
-        .arg(format!("set -e\ncd \"$1\"\n{script}\n: > etc/machine-id"))
+        // mmdebstrap copies the build host's hostname and resolver into the
+        // tree: neither may reach an image.
+        .arg(format!(
+            "set -e\ncd \"$1\"\n{script}\n: > etc/machine-id\nprintf 'localhost\\n' > etc/hostname\nrm -f etc/resolv.conf"
+        ))
         .arg("scrub")
         .arg(root))?;
     Ok(())

@@ -121,6 +121,25 @@ fn lock_then_build_twice_gives_identical_images() {
         list.contains("squashfs-root/sbin/init"),
         "extra symlink missing"
     );
+    // Nothing of the build host: its hostname and resolver stay out.
+    assert!(!list.contains("squashfs-root/etc/resolv.conf"), "{list}");
+    let image = images[0]
+        .1
+        .path()
+        .join("images")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let hostname = Command::new("unsquashfs")
+        .arg("-cat")
+        .arg(&image)
+        .arg("etc/hostname")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout), "localhost\n");
     assert!(
         !list.contains("squashfs-root/usr/share/info/"),
         "remove glob ignored"

@@ -255,7 +255,7 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
         .arg("-append")
         .arg("console=ttyS0,115200 fstab=0 systemd.show_status=1")
         .disk(Disk::new(&img).bus(Bus::Virtio).readonly(true))
-        .wait_for("Multi-User System")
+        .wait_for(" login: ")
         .timeout(Duration::from_secs(300));
     boot("template root (its own kernel)", vm)
 }

@@ -131,6 +131,7 @@ pub struct Vm {
     args: Vec<String>,
     wait_for: Option<String>,
     inputs: Vec<(String, Vec<u8>)>,
+    serial_log: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -155,6 +156,7 @@ impl Vm {
             args: Vec::new(),
             wait_for: None,
             inputs: Vec::new(),
+            serial_log: None,
             timeout: Duration::from_secs(300),
         }
     }
@@ -216,6 +218,13 @@ impl Vm {
     /// passphrase at a prompt. Inputs are sent in the order given.
     pub fn send_when(mut self, marker: &str, input: impl Into<Vec<u8>>) -> Self {
         self.inputs.push((marker.to_string(), input.into()));
+        self
+    }
+
+    /// Also writes the serial console to `path` as it arrives, for
+    /// following a long guest with `tail -f`.
+    pub fn serial_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.serial_log = Some(path.into());
         self
     }
 
@@ -339,11 +348,19 @@ impl Vm {
             .take()
             .ok_or_else(|| HarnessError::Setup("qemu's stdout was not captured".into()))?;
         let sink = Arc::clone(&serial);
+        let mut log = match &self.serial_log {
+            Some(p) => Some(std::fs::File::create(p).map_err(io_err("creating", p))?),
+            None => None,
+        };
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stdout.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                if let Some(f) = log.as_mut() {
+                    use std::io::Write;
+                    let _ = f.write_all(&buf[..n]);
                 }
                 if let Ok(mut s) = sink.lock() {
                     s.extend_from_slice(&buf[..n]);

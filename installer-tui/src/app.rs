@@ -204,6 +204,7 @@ impl State {
                 keyboard: KEYBOARDS[self.keyboard].0.into(),
                 timezone: TIMEZONES[self.tz_cursor].into(),
                 hostname: self.hostname.clone(),
+                xen_args: String::new(),
             },
             user: UserAnswers {
                 name: self.user_name.clone(),

@@ -61,6 +61,10 @@ pub struct SystemAnswers {
     pub timezone: String,
     /// Host name of dom0 (letters, digits and `-`, at most 63 characters).
     pub hostname: String,
+    /// Words appended to Xen's command line after Qubes' defaults, e.g.
+    /// `dom0=pvh` (a PVH dom0: QEMU's TCG emulation cannot run a PV one).
+    /// Empty by default.
+    pub xen_args: String,
 }
 
 impl Default for SystemAnswers {
@@ -70,6 +74,7 @@ impl Default for SystemAnswers {
             keyboard: "us".into(),
             timezone: "UTC".into(),
             hostname: "dom0".into(),
+            xen_args: String::new(),
         }
     }
 }
@@ -353,6 +358,19 @@ impl Answers {
                     "{:?} is not offered; use one of {}",
                     s.keyboard,
                     KEYBOARDS.iter().map(|l| l.0).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(c) = s
+            .xen_args
+            .chars()
+            .find(|c| "\"'\\$;{}|&<>#`\n\r".contains(*c))
+        {
+            out.push(problem(
+                "system.xen_args",
+                format!(
+                    "{:?} holds {c:?}, which GRUB's menu syntax would interpret; leave it out",
+                    s.xen_args
                 ),
             ));
         }

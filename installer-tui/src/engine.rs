@@ -854,7 +854,7 @@ pub fn serial_console(cmdline: &str) -> bool {
 /// the dom0 kernel, whose initramfs unlocks the LUKS2 volume (crypttab) and
 /// activates the LVM root. With `serial`, GRUB, Xen (com1) and dom0 (hvc0)
 /// also use the first serial port.
-pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool) -> String {
+pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool, xen_args: &str) -> String {
     let (terminal, xen_cmdline, dom0_console) = if serial {
         (
             "serial --unit=0 --speed=115200\n\
@@ -865,6 +865,10 @@ pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool) -> String 
         )
     } else {
         ("", XEN_CMDLINE.to_string(), "")
+    };
+    let xen_cmdline = match xen_args.trim() {
+        "" => xen_cmdline,
+        extra => format!("{xen_cmdline} {extra}"),
     };
     format!(
         "# Written by the Bulkhead installer.\n\
@@ -888,6 +892,36 @@ pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool) -> String 
         kernel = files.kernel,
         initrd = files.initrd(),
     )
+}
+
+/// initramfs-tools' settings for the target. An internal disk gets a
+/// host-only image (`MODULES=dep`, as Fedora's and Qubes' dracut do): this
+/// machine's drivers, plus the device-mapper targets of the root and the
+/// keyboard drivers the passphrase is typed with. An install onto a USB
+/// drive gets every driver (`MODULES=most`), so it boots on other machines.
+/// Returns the conf.d file and the lines for `/etc/initramfs-tools/modules`.
+pub fn initramfs_settings(portable: bool) -> (String, &'static [&'static str]) {
+    const HOST_ONLY_EXTRA: &[&str] = &[
+        "dm_mod",
+        "dm_crypt",
+        "dm_thin_pool",
+        "usbhid",
+        "hid_generic",
+        "xhci_pci",
+        "ehci_pci",
+        "ohci_pci",
+        "uhci_hcd",
+    ];
+    let modules = if portable { "most" } else { "dep" };
+    let conf = format!(
+        "# Written by the Bulkhead installer: {}.\nMODULES={modules}\nCOMPRESS=gzip\n",
+        if portable {
+            "every driver, so this USB drive boots on other machines"
+        } else {
+            "this machine's drivers (host-only), plus those in ../modules"
+        }
+    );
+    (conf, if portable { &[] } else { HOST_ONLY_EXTRA })
 }
 
 /// The commands, run inside the target (chroot), that install GRUB for BIOS
@@ -1099,8 +1133,30 @@ pub fn install(
             "none"
         }
     ));
-    let cfg = grub_cfg(&facts, &files, target.serial_console());
+    let cfg = grub_cfg(
+        &facts,
+        &files,
+        target.serial_console(),
+        &answers.system.xen_args,
+    );
     tryst!(write(&root, "boot/grub/grub.cfg", &cfg, 0o644).map_err(stage_err(Stage::Bootloader)));
+    let portable = disk.transport == partitioner::discover::Transport::Usb;
+    let (conf, extra_modules) = initramfs_settings(portable);
+    tryst!(
+        write(
+            &root,
+            "etc/initramfs-tools/conf.d/bulkhead.conf",
+            &conf,
+            0o644
+        )
+        .map_err(stage_err(Stage::Bootloader))
+    );
+    for m in extra_modules {
+        tryst!(
+            append_line(&root, "etc/initramfs-tools/modules", m, 0o644)
+                .map_err(stage_err(Stage::Bootloader))
+        );
+    }
     for cmd in bootloader_commands(&plan.disk.path, target.uefi_booted(), &files.release) {
         log.line(format!("  running {}", cmd.join(" ")));
         tryst!(
@@ -1321,6 +1377,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn internal_disks_get_a_host_only_initramfs_usb_drives_a_portable_one() {
+        let (conf, extra) = initramfs_settings(false);
+        assert!(conf.contains("MODULES=dep\n"), "{conf}");
+        assert!(extra.contains(&"dm_thin_pool") && extra.contains(&"usbhid"));
+        let (conf, extra) = initramfs_settings(true);
+        assert!(conf.contains("MODULES=most\n"), "{conf}");
+        assert!(extra.is_empty());
+    }
+
+    #[test]
     fn only_one_installer_holds_the_lock() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("lock");
@@ -1351,7 +1417,7 @@ mod tests {
             kernel: "vmlinuz-6.1.0-1-amd64".into(),
             release: "6.1.0-1-amd64".into(),
         };
-        let cfg = grub_cfg(&facts(), &files, true);
+        let cfg = grub_cfg(&facts(), &files, true, "dom0=pvh");
         assert!(cfg.contains("terminal_output console serial\n"), "{cfg}");
         assert!(
             cfg.contains("console=com1,vga com1=115200,8n1 dom0_mem=min:1024M"),
@@ -1361,7 +1427,7 @@ mod tests {
             cfg.contains("root=/dev/mapper/qubes_dom0-root ro console=hvc0\n"),
             "{cfg}"
         );
-        let plain = grub_cfg(&facts(), &files, false);
+        let plain = grub_cfg(&facts(), &files, false, "");
         assert!(
             plain.contains(&format!("placeholder {XEN_CMDLINE}\n")),
             "{plain}"

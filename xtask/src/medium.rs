@@ -82,9 +82,22 @@ struct Outcome {
     serial: String,
 }
 
+/// Where a guest's serial console is written as it runs
+/// (`target/qemu-logs/`), to follow it with `tail -f`.
+fn serial_log(how: &str) -> Result<std::path::PathBuf> {
+    let dir = guest_harness::workspace_root().join("target/qemu-logs");
+    std::fs::create_dir_all(&dir)?;
+    let name: String = how
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    Ok(dir.join(format!("{name}.log")))
+}
+
 fn boot(how: &str, vm: Vm) -> Result<Outcome> {
     let t = Instant::now();
-    let out = vm.run()?;
+    let log = serial_log(how)?;
+    let out = vm.serial_log(&log).run()?;
     let o = Outcome {
         how: how.to_string(),
         secs: t.elapsed().as_secs_f64(),
@@ -283,7 +296,8 @@ pub fn install_test(iso: &Path) -> Result<()> {
         w.join("answers.toml"),
         format!(
             "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
-             [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\n\
+             [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
+             # TCG cannot run a PV dom0\nxen_args = \"dom0=pvh\"\n\n\
              [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
              [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
         ),
@@ -300,6 +314,7 @@ pub fn install_test(iso: &Path) -> Result<()> {
     );
     let mut vm = Vm::new()
         .memory_mib(4096)
+        .smp(2)
         .arg("-kernel")
         .arg(&kernel.display().to_string())
         .arg("-initrd")

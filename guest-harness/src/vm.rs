@@ -170,6 +170,17 @@ impl Vm {
         });
         self
     }
+    /// Boots a kernel and an initramfs given as files (e.g. taken from an
+    /// ISO) directly, with `cmdline` as the kernel's command line.
+    pub fn kernel_files(self, vmlinuz: &Path, initrd: &Path, cmdline: &str) -> Self {
+        self.arg("-kernel")
+            .arg(&vmlinuz.display().to_string())
+            .arg("-initrd")
+            .arg(&initrd.display().to_string())
+            .arg("-append")
+            .arg(cmdline)
+    }
+
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self

@@ -331,13 +331,7 @@ fn squashfs_payload_is_unpacked_by_unsquashfs() {
     let src = tmp.path().join("payload");
     fake_payload(&src);
     let img = tmp.path().join("payload.squashfs");
-    let st = std::process::Command::new("mksquashfs")
-        .arg(&src)
-        .arg(&img)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    squash(&src, &img);
     assert_eq!(Payload::at(&img), Payload::Squashfs(img.clone()));
     let mut t = DirTarget::new(&tmp.path().join("t"));
     let (r, events) = run(&answers(""), "laptop", &Payload::Squashfs(img), &mut t);
@@ -389,13 +383,7 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
         fs::write(p, text).unwrap();
     }
     let img = tmp.path().join("template.squashfs");
-    let st = std::process::Command::new("mksquashfs")
-        .arg(&tsrc)
-        .arg(&img)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    squash(&tsrc, &img);
     let root = tmp.path().join("t");
     let mut t = DirTarget::new(&root);
     let mut events = Vec::new();

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::squash;
+
 use std::time::Duration;
 
 use guest_harness::{Bus, Disk, Initramfs, Kernel, Vm, sparse_disk};
@@ -41,13 +43,7 @@ fn unattended_install_onto_a_real_disk_up_to_the_bootloader() {
     let tree = dir.path().join("payload");
     common::fake_payload(&tree);
     let img = dir.path().join("payload.squashfs");
-    let st = std::process::Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&img)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    squash(&tree, &img);
     let answers = r#"[disk]
 device = "/dev/vda"
 erase = "/dev/vda"
@@ -193,13 +189,7 @@ fn interactive_install_by_keystrokes_up_to_the_bootloader() {
     let tree = dir.path().join("payload");
     common::fake_payload(&tree);
     let img = dir.path().join("payload.squashfs");
-    let st = std::process::Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&img)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    squash(&tree, &img);
     let script = r#"
 wait-dev /dev/vda 30
 mkdir -p /tmp /dev/pts /run/bulkhead

@@ -287,14 +287,14 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         let mut inputs_list = manifest::inputs(&lock);
         for p in BootloaderLock::parse(grub::LOCK_TEXT)?.deb {
             // The same file may also be in a tree (the payload has GRUB).
-            if let Some(i) = inputs_list
-                .iter_mut()
-                .find(|i| i.package == p.package && i.version == p.version && i.arch == p.arch)
-            {
-                if i.sha256 == p.sha256 {
-                    i.trees.push("bootloader".into());
-                    continue;
-                }
+            if let Some(i) = inputs_list.iter_mut().find(|i| {
+                i.package == p.package
+                    && i.version == p.version
+                    && i.arch == p.arch
+                    && i.sha256 == p.sha256
+            }) {
+                i.trees.push("bootloader".into());
+                continue;
             }
             inputs_list.push(manifest::Input {
                 package: p.package,

@@ -26,12 +26,7 @@ fn a_missing_medium_is_reported_with_the_devices_tried() {
     let other = dir.path().join("other.img");
     sparse_disk(&other, 64 << 20).unwrap();
     let out = Vm::new()
-        .arg("-kernel")
-        .arg(&k.vmlinuz.display().to_string())
-        .arg("-initrd")
-        .arg(&cpio.display().to_string())
-        .arg("-append")
-        .arg("console=ttyS0,115200 bulkhead.wait=3")
+        .kernel_files(&k.vmlinuz, &cpio, "console=ttyS0,115200 bulkhead.wait=3")
         .disk(Disk::new(&blank).bus(Bus::Virtio))
         .disk(Disk::new(&other).bus(Bus::Nvme))
         .wait_for("dropping to a shell")

@@ -95,20 +95,19 @@ fn lock_then_build_twice_gives_identical_images() {
         images[0].0 == images[1].0,
         "two builds of the same locked tree differ"
     );
+    let image = images[0]
+        .1
+        .path()
+        .join("images")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let list = Command::new("unsquashfs")
         .arg("-l")
-        .arg(
-            images[0]
-                .1
-                .path()
-                .join("images")
-                .read_dir()
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path(),
-        )
+        .arg(&image)
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
@@ -123,16 +122,6 @@ fn lock_then_build_twice_gives_identical_images() {
     );
     // Nothing of the build host: its hostname and resolver stay out.
     assert!(!list.contains("squashfs-root/etc/resolv.conf"), "{list}");
-    let image = images[0]
-        .1
-        .path()
-        .join("images")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
     let hostname = Command::new("unsquashfs")
         .arg("-cat")
         .arg(&image)

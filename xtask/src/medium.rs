@@ -181,12 +181,7 @@ pub fn boot_test(iso: &Path, root: &Path) -> Result<()> {
         let args = entry_args(iso, work.path(), title)?;
         let vm = Vm::new()
             .memory_mib(2048)
-            .arg("-kernel")
-            .arg(&kernel.display().to_string())
-            .arg("-initrd")
-            .arg(&initrd.display().to_string())
-            .arg("-append")
-            .arg(&args)
+            .kernel_files(&kernel, &initrd, &args)
             .cdrom(iso)
             .wait_for(marker)
             .timeout(Duration::from_secs(300));
@@ -261,12 +256,11 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
         .write(&initrd_path)?;
     let vm = Vm::new()
         .memory_mib(1024)
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz.display().to_string())
-        .arg("-initrd")
-        .arg(&initrd_path.display().to_string())
-        .arg("-append")
-        .arg("console=ttyS0,115200 fstab=0 systemd.show_status=1")
+        .kernel_files(
+            &kernel.vmlinuz,
+            &initrd_path,
+            "console=ttyS0,115200 fstab=0 systemd.show_status=1",
+        )
         .disk(Disk::new(&img).bus(Bus::Virtio).readonly(true))
         .wait_for(" login: ")
         .timeout(Duration::from_secs(300));
@@ -315,12 +309,7 @@ pub fn install_test(iso: &Path) -> Result<()> {
     let mut vm = Vm::new()
         .memory_mib(4096)
         .smp(2)
-        .arg("-kernel")
-        .arg(&kernel.display().to_string())
-        .arg("-initrd")
-        .arg(&initrd.display().to_string())
-        .arg("-append")
-        .arg(&args)
+        .kernel_files(&kernel, &initrd, &args)
         .cdrom(iso)
         .disk(Disk::new(&disk).bus(Bus::Virtio))
         .wait_for("bulkhead: install finished (exit ")

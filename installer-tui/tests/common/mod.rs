@@ -70,3 +70,14 @@ pub fn fake_payload(dir: &Path) {
     w("boot/vmlinuz-6.1.0-9-amd64", "kernel 9");
     w("boot/vmlinuz-6.1.0-10-amd64", "kernel 10");
 }
+
+/// `mksquashfs SRC IMG`: a squashfs image as the medium carries one.
+pub fn squash(src: &Path, img: &Path) {
+    let st = std::process::Command::new("mksquashfs")
+        .arg(src)
+        .arg(img)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mksquashfs {}", src.display());
+}

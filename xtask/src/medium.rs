@@ -192,6 +192,12 @@ pub fn boot_test(iso: &Path, root: &Path) -> Result<()> {
         results.push(o);
     }
 
+    results.push(check_on_writable_medium(
+        iso,
+        work.path(),
+        &kernel,
+        &initrd,
+    )?);
     results.push(template_boot(iso, root, work.path())?);
 
     let failed: Vec<&str> = results
@@ -203,6 +209,83 @@ pub fn boot_test(iso: &Path, root: &Path) -> Result<()> {
         bail!("the image did not boot: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// "Check hardware only" from a writable medium: the live system's files
+/// copied onto a FAT disk (as a user copies an ISO onto a FAT stick); the
+/// reports must land on it, read back with mtools.
+fn check_on_writable_medium(
+    iso: &Path,
+    work: &Path,
+    kernel: &Path,
+    initrd: &Path,
+) -> Result<Outcome> {
+    let fat = work.join("fat-medium.img");
+    guest_harness::sparse_disk(&fat, 256 << 20)?;
+    run(Command::new("mkfs.vfat")
+        .args(["-F", "32", "-n", "BULKHEAD"])
+        .arg(&fat))?;
+    let files = work.join("fat-files");
+    std::fs::create_dir_all(&files)?;
+    let mcopy = |host: &Path, inner: &str| {
+        run(Command::new("mcopy")
+            .args(["-s", "-i"])
+            .arg(&fat)
+            .arg(host)
+            .arg(format!("::{inner}")))
+    };
+    run(Command::new("mmd")
+        .arg("-i")
+        .arg(&fat)
+        .args(["::bulkhead", "::live"]))?;
+    for inner in ["bulkhead/medium.id", "live/live.squashfs"] {
+        let host = files.join(inner.replace('/', "_"));
+        extract(iso, &format!("/{inner}"), &host)?;
+        mcopy(&host, &format!("/{inner}"))?;
+    }
+    let bin = files.join("bin");
+    extract(iso, "/bulkhead/bin", &bin)?;
+    mcopy(&bin, "/bulkhead/bin")?;
+    let vm = Vm::new()
+        .memory_mib(2048)
+        .kernel_files(
+            kernel,
+            initrd,
+            &entry_args(iso, work, "Check hardware only")?,
+        )
+        .disk(Disk::new(&fat).bus(Bus::Virtio))
+        .wait_for("bulkhead: check finished")
+        .timeout(Duration::from_secs(300));
+    let mut o = boot("hardware check, writable FAT medium", vm)?;
+    let read = |inner: &str| -> String {
+        Command::new("mtype")
+            .arg("-i")
+            .arg(&fat)
+            .arg(format!("::hcl-reports/{inner}"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let json = read("hcl-report.json");
+    let yaml = read("hcl-report.yaml");
+    if !json.contains("bulkhead.hcl/1")
+        || yaml.trim().is_empty()
+        || !o.serial.contains("reports saved on the boot medium")
+    {
+        eprintln!(
+            "      the reports are not on the FAT medium (json {} bytes, yaml {} bytes)",
+            json.len(),
+            yaml.len()
+        );
+        o.ok = false;
+    } else {
+        eprintln!(
+            "      reports read back from the FAT medium: hcl-report.json ({} bytes), hcl-report.yaml ({} bytes)",
+            json.len(),
+            yaml.len()
+        );
+    }
+    Ok(o)
 }
 
 /// Boots the template's root with the template's own kernel: a test

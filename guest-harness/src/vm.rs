@@ -132,6 +132,7 @@ pub struct Vm {
     wait_for: Option<String>,
     inputs: Vec<(String, Vec<u8>)>,
     serial_log: Option<PathBuf>,
+    screen: Option<(u16, u16)>,
     timeout: Duration,
 }
 
@@ -157,6 +158,7 @@ impl Vm {
             wait_for: None,
             inputs: Vec::new(),
             serial_log: None,
+            screen: None,
             timeout: Duration::from_secs(300),
         }
     }
@@ -236,6 +238,14 @@ impl Vm {
     /// following a long guest with `tail -f`.
     pub fn serial_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.serial_log = Some(path.into());
+        self
+    }
+
+    /// Also matches markers against the screen a terminal of `rows` ×
+    /// `cols` would show for the serial output (a vt100 emulator), so a full
+    /// screen program's text is found however it was drawn.
+    pub fn screen(mut self, rows: u16, cols: u16) -> Self {
+        self.screen = Some((rows, cols));
         self
     }
 
@@ -383,6 +393,10 @@ impl Vm {
         let mut pending = self.inputs.iter();
         let mut next_input = pending.next();
         let mut seen_upto = 0usize;
+        let mut on_screen = false;
+        let mut term = self
+            .screen
+            .map(|(r, c)| (vt100::Parser::new(r, c, 0), 0usize));
         let start = Instant::now();
         let mut timed_out = false;
         let mut exited = None;
@@ -391,7 +405,24 @@ impl Vm {
                 .lock()
                 .map(|s| String::from_utf8_lossy(&s).into_owned())
                 .unwrap_or_default();
+            let screen = match term.as_mut() {
+                Some((parser, fed)) => {
+                    if let Ok(bytes) = serial.lock() {
+                        parser.process(&bytes[*fed..]);
+                        *fed = bytes.len();
+                    }
+                    parser.screen().contents()
+                }
+                None => String::new(),
+            };
             while let Some((marker, input)) = next_input {
+                if !screen.is_empty() && screen.contains(marker.as_str()) {
+                    type_keys(stdin.as_mut(), input);
+                    seen_upto = text.len();
+                    next_input = pending.next();
+                    // the screen changes only after the keys are read
+                    break;
+                }
                 let mut from = seen_upto.min(text.len());
                 while !text.is_char_boundary(from) {
                     from -= 1;
@@ -400,15 +431,7 @@ impl Vm {
                     break;
                 };
                 seen_upto = from + at + marker.len();
-                if let Some(w) = stdin.as_mut() {
-                    use std::io::Write;
-                    // Serial lines are slow; a TUI reads keys one by one.
-                    for b in input {
-                        let _ = w.write_all(&[*b]);
-                        let _ = w.flush();
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
+                type_keys(stdin.as_mut(), input);
                 next_input = pending.next();
             }
             if parse_exit(&text).is_some() {
@@ -417,8 +440,9 @@ impl Vm {
                 break;
             }
             if let Some(m) = &self.wait_for
-                && text.contains(m.as_str())
+                && (text.contains(m.as_str()) || screen.contains(m.as_str()))
             {
+                on_screen = screen.contains(m.as_str());
                 break;
             }
             if let Ok(Some(status)) = guard.0.try_wait() {
@@ -452,16 +476,39 @@ impl Vm {
                 err_text.trim()
             )));
         }
-        let matched = self
-            .wait_for
-            .as_ref()
-            .is_some_and(|m| text.contains(m.as_str()));
+        let matched = on_screen
+            || self
+                .wait_for
+                .as_ref()
+                .is_some_and(|m| text.contains(m.as_str()));
         Ok(GuestResult {
             exit_code: parse_exit(&text),
             serial: text,
             matched,
             timed_out,
         })
+    }
+}
+
+/// Writes `input` a key at a time: an escape sequence (an arrow key) in one
+/// write, so the program does not read its ESC as the Esc key.
+fn type_keys(stdin: Option<&mut std::process::ChildStdin>, input: &[u8]) {
+    use std::io::Write;
+    let Some(w) = stdin else { return };
+    let mut i = 0;
+    while i < input.len() {
+        let mut end = i + 1;
+        if input[i] == 0x1b && input.get(i + 1) == Some(&b'[') {
+            end = i + 2;
+            while end < input.len() && !input[end].is_ascii_alphabetic() && input[end] != b'~' {
+                end += 1;
+            }
+            end = (end + 1).min(input.len());
+        }
+        let _ = w.write_all(&input[i..end]);
+        let _ = w.flush();
+        std::thread::sleep(Duration::from_millis(30));
+        i = end;
     }
 }
 

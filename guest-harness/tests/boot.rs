@@ -91,3 +91,27 @@ fn typed_input_reaches_the_guest_after_each_marker() {
     assert_eq!(out.exit_code, Some(0), "{}", out.serial);
     assert!(out.serial.contains("GOT:first:second"), "{}", out.serial);
 }
+
+#[test]
+#[ignore = "boots a QEMU guest; run by cargo xtask test"]
+fn markers_are_found_on_the_emulated_screen_and_arrow_keys_arrive_whole() {
+    let k = Kernel::pinned().unwrap();
+    // The marker is drawn by cursor moves only: it never appears as one run
+    // of bytes on the serial line, only on the screen a terminal shows.
+    let initrd = Initramfs::new(&k).script(
+        "printf '\\033[2J\\033[5;10HSCR\\033[5;4HALPHA \\033[5;13HEEN-READY\\n'\n\
+         stty raw -echo\n\
+         key=$(dd bs=3 count=1 2>/dev/null | od -An -tx1 | tr -d ' \\n')\n\
+         stty sane\n\
+         echo \"KEY:$key\"\n",
+    );
+    let out = Vm::new()
+        .kernel(&k, &initrd, "")
+        .screen(24, 80)
+        .send_when("ALPHA SCREEN-READY", "\x1b[B")
+        .run()
+        .unwrap();
+    assert!(!out.serial.contains("ALPHA SCREEN-READY"), "{}", out.serial);
+    assert_eq!(out.exit_code, Some(0), "{}", out.serial);
+    assert!(out.serial.contains("KEY:1b5b42"), "{}", out.serial);
+}

@@ -133,6 +133,8 @@ pub struct State {
     pub log: Vec<String>,
     pub failure: Option<(Stage, String)>,
     pub log_path: String,
+    /// Extra Xen arguments (`bulkhead.xen_args=` on the live command line).
+    pub xen_args: String,
 }
 
 impl State {
@@ -176,6 +178,7 @@ impl State {
             log: Vec::new(),
             failure: None,
             log_path: "/tmp/bulkhead-install.log".into(),
+            xen_args: String::new(),
         }
     }
 
@@ -204,7 +207,7 @@ impl State {
                 keyboard: KEYBOARDS[self.keyboard].0.into(),
                 timezone: TIMEZONES[self.tz_cursor].into(),
                 hostname: self.hostname.clone(),
-                xen_args: String::new(),
+                xen_args: self.xen_args.clone(),
             },
             user: UserAnswers {
                 name: self.user_name.clone(),

@@ -435,6 +435,22 @@ impl Answers {
     }
 }
 
+/// Extra Xen arguments for an interactive install from the live command
+/// line: `bulkhead.xen_args=a,b` gives `a b` (a kernel argument holds no
+/// spaces).
+pub fn xen_args_from_cmdline(cmdline: &str) -> String {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bulkhead.xen_args="))
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
 /// Where an unattended install's answer file is, when `--answers` is not
 /// given: `bulkhead.answers=PATH` on the kernel command line, else
 /// `answers.toml` at the top of the boot medium (mounted at `medium`).
@@ -763,6 +779,15 @@ accept_warnings = ["iommu"]
             firstboot::settings::Settings::from_toml(&text, std::path::Path::new("t")).unwrap();
         assert_eq!(back.usb_qube, firstboot::settings::UsbQube::None);
         assert!(back.disposable_sys_net && !back.default_appvms && back.installed_on_usb);
+    }
+
+    #[test]
+    fn xen_args_come_from_the_live_command_line() {
+        assert_eq!(
+            xen_args_from_cmdline("quiet bulkhead.xen_args=dom0=pvh,loglvl=all x"),
+            "dom0=pvh loglvl=all"
+        );
+        assert_eq!(xen_args_from_cmdline("quiet"), "");
     }
 
     #[test]

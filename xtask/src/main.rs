@@ -62,6 +62,10 @@ enum Cmd {
     InstallTest {
         /// The image (default: the one in out/).
         iso: Option<PathBuf>,
+        /// Drive the interactive installer by keystrokes instead of an
+        /// answer file.
+        #[arg(long)]
+        keystrokes: bool,
     },
     /// Measure our tools against the standard ones; writes bench/RESULTS.md.
     Bench,
@@ -102,12 +106,19 @@ fn main() -> Result<()> {
             medium::contents(&iso)?;
             medium::boot_test(&iso, &root)
         }
-        Cmd::InstallTest { iso } => {
+        Cmd::InstallTest { iso, keystrokes } => {
             let iso = match iso {
                 Some(p) => p,
                 None => default_iso(&root)?,
             };
-            medium::install_test(&iso)
+            medium::install_test(
+                &iso,
+                if keystrokes {
+                    medium::Driver::Keystrokes
+                } else {
+                    medium::Driver::Unattended
+                },
+            )
         }
         Cmd::BuildIso {
             out,

@@ -353,12 +353,21 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
 const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
 const E2E_PASSPHRASE: &str = "e2e correct horse battery staple";
 
+/// How the install-test drives the installer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// An answer file handed over by QEMU's fw_cfg.
+    Unattended,
+    /// Keystrokes on the serial console, screen by screen.
+    Keystrokes,
+}
+
 /// The whole path a user takes, in two guests: the ISO's serial-console
-/// entry with an answer file handed over by QEMU's fw_cfg installs onto a
-/// blank 40 GiB disk; then that disk boots alone: GRUB, Xen, the dom0
-/// kernel, the initramfs asking for the LUKS passphrase (typed on the serial
-/// console), systemd, firstboot, and the login prompt.
-pub fn install_test(iso: &Path) -> Result<()> {
+/// entry installs onto a blank 40 GiB disk, driven by an answer file
+/// (fw_cfg) or by keystrokes; then that disk boots alone: GRUB, Xen, the
+/// dom0 kernel, the initramfs asking for the LUKS passphrase (typed on the
+/// serial console), systemd, firstboot, and the login prompt.
+pub fn install_test(iso: &Path, driver: Driver) -> Result<()> {
     if !iso.is_file() {
         bail!(
             "{} does not exist: build it with `cargo xtask iso`",
@@ -367,68 +376,80 @@ pub fn install_test(iso: &Path) -> Result<()> {
     }
     let work = tempfile::tempdir()?;
     let w = work.path();
-    std::fs::write(w.join("passphrase"), E2E_PASSPHRASE)?;
-    std::fs::write(w.join("password"), "e2e-dom0-password")?;
-    std::fs::write(
-        w.join("answers.toml"),
-        format!(
-            "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
-             [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
-             # TCG cannot run a PV dom0\nxen_args = \"dom0=pvh\"\n\n\
-             [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
-             [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
-        ),
-    )?;
     let disk = w.join("target.img");
     guest_harness::sparse_disk(&disk, 40 << 30)?;
     let kernel = w.join("vmlinuz");
     let initrd = w.join("initrd.img");
     extract(iso, "/boot/vmlinuz", &kernel)?;
     extract(iso, "/boot/initrd.img", &initrd)?;
-    let args = format!(
-        "{} bulkhead.answers={FW_CFG}/answers.toml/raw",
-        entry_args(iso, w, "Install Bulkhead (serial console)")?
-    );
-    let mut vm = Vm::new()
-        .memory_mib(4096)
-        .smp(2)
-        .kernel_files(&kernel, &initrd, &args)
-        .cdrom(iso)
-        .disk(Disk::new(&disk).bus(Bus::Virtio))
-        .wait_for("bulkhead: install finished (exit ")
-        .timeout(Duration::from_secs(2400));
-    for f in ["answers.toml", "passphrase", "password"] {
-        vm = vm.arg("-fw_cfg").arg(&format!(
-            "name=opt/bulkhead/{f},file={}",
-            w.join(f).display()
-        ));
-    }
-    let install = boot("unattended install (serial entry)", vm)?;
-    let tail = |o: &Outcome| {
-        o.serial
-            .lines()
-            .filter(|l| l.starts_with('[') || l.contains("bulkhead:") || l.contains("rror"))
-            .map(|l| format!("      {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    let serial_entry = entry_args(iso, w, "Install Bulkhead (serial console)")?;
+    let vm = |args: &str| {
+        Vm::new()
+            .memory_mib(4096)
+            .smp(2)
+            .kernel_files(&kernel, &initrd, args)
+            .cdrom(iso)
+            .disk(Disk::new(&disk).bus(Bus::Virtio))
+            .timeout(Duration::from_secs(2400))
     };
-    if !install.ok
-        || !install
-            .serial
-            .contains("bulkhead: install finished (exit 0)")
-    {
-        bail!("the unattended install failed:\n{}", tail(&install));
-    }
-    eprintln!(
-        "{}",
-        install
-            .serial
-            .lines()
-            .filter(|l| l.starts_with('['))
-            .map(|l| format!("      {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let install = match driver {
+        Driver::Unattended => {
+            std::fs::write(w.join("passphrase"), E2E_PASSPHRASE)?;
+            std::fs::write(w.join("password"), "e2e-dom0-password")?;
+            std::fs::write(
+                w.join("answers.toml"),
+                format!(
+                    "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
+                     [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
+                     # TCG cannot run a PV dom0\nxen_args = \"dom0=pvh\"\n\n\
+                     [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
+                     [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
+                ),
+            )?;
+            let mut vm = vm(&format!(
+                "{serial_entry} bulkhead.answers={FW_CFG}/answers.toml/raw"
+            ))
+            .wait_for("bulkhead: install finished (exit ");
+            for f in ["answers.toml", "passphrase", "password"] {
+                vm = vm.arg("-fw_cfg").arg(&format!(
+                    "name=opt/bulkhead/{f},file={}",
+                    w.join(f).display()
+                ));
+            }
+            let o = boot("unattended install (serial entry)", vm)?;
+            if !o.serial.contains("bulkhead: install finished (exit 0)") {
+                bail!("the unattended install failed:\n{}", progress_lines(&o));
+            }
+            o
+        }
+        Driver::Keystrokes => {
+            const DOWN: &str = "\x1b[B";
+            let pass = format!("{E2E_PASSPHRASE}\t{E2E_PASSPHRASE}\r");
+            let consent = format!(" {DOWN}").repeat(6) + "\r";
+            let vm = vm(&format!("{serial_entry} bulkhead.xen_args=dom0=pvh"))
+                .screen(24, 80)
+                .send_when("Enter: start", "\r")
+                .send_when("Keyboard layout", "\r")
+                .send_when("Requirements (hcl-check)", consent)
+                .send_when("What is on it now", "\r")
+                .send_when("Disk encryption passphrase", pass)
+                .send_when(
+                    "dom0 user",
+                    "alice\t\te2e-dom0-password\te2e-dom0-password\r",
+                )
+                .send_when("Time zone (the clock", "\r")
+                .send_when("[x] AppVMs", "\r")
+                .send_when("Up/Down: scroll", "\r")
+                .send_when("EVERYTHING ON THIS DISK WILL BE ERASED", "/dev/vda\r")
+                .wait_for("Remove the installation medium");
+            let o = boot("interactive install by keystrokes", vm)?;
+            if !o.ok {
+                bail!("the interactive install did not reach its last screen");
+            }
+            o
+        }
+    };
+    eprintln!("{}", progress_lines(&install));
 
     let vm = Vm::new()
         .memory_mib(4096)
@@ -455,4 +476,14 @@ pub fn install_test(iso: &Path) -> Result<()> {
         bail!("the installed system did not reach its login prompt");
     }
     Ok(())
+}
+
+/// The installer's progress lines (`[ NN%] stage: message`).
+fn progress_lines(o: &Outcome) -> String {
+    o.serial
+        .lines()
+        .filter(|l| l.starts_with("[ ") && l.contains("%]") || l.contains("bulkhead:"))
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

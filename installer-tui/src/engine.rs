@@ -1157,11 +1157,17 @@ pub fn install(
                 .map_err(stage_err(Stage::Bootloader))
         );
     }
-    for cmd in bootloader_commands(&plan.disk.path, target.uefi_booted(), &files.release) {
-        log.line(format!("  running {}", cmd.join(" ")));
+    let cmds = bootloader_commands(&plan.disk.path, target.uefi_booted(), &files.release);
+    for (i, cmd) in cmds.iter().enumerate() {
+        emit(
+            &mut log,
+            Stage::Bootloader,
+            (i * 100 / cmds.len()) as u8,
+            format!("running {}", cmd.join(" ")),
+        );
         tryst!(
             target
-                .run_in_target(&root, &cmd, &mut log)
+                .run_in_target(&root, cmd, &mut log)
                 .map_err(stage_err(Stage::Bootloader))
         );
     }

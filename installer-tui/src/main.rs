@@ -212,16 +212,18 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
     let pbkdf = pbkdf(cli, &machine);
     let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
     let payload = Payload::at(&cli.payload);
+    let started = std::time::Instant::now();
     let mut print = |e: engine::Event| {
         let eta = e
             .eta
-            .map(|d| format!(" (about {} s left)", d.as_secs()))
+            .map(|d| format!(", about {} s left", d.as_secs()))
             .unwrap_or_default();
         eprintln!(
-            "[{:>3}%] {}: {}{eta}",
+            "[{:>3}%] {}: {} ({} s{eta})",
             e.percent,
             e.stage.title(),
-            e.message
+            e.message,
+            started.elapsed().as_secs()
         );
     };
     match engine::install(

@@ -675,7 +675,7 @@ pub fn configure(
         root,
         "etc/crypttab",
         &format!(
-            "{} UUID={} none luks,discard,x-initrd.attach\n",
+            "{} UUID={} none luks,discard\n",
             facts.mapper, facts.luks_uuid
         ),
         0o600,

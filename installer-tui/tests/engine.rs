@@ -596,8 +596,5 @@ fn files_follow_the_plan_the_partitioner_applied_when_it_resumed() {
     let (r, _) = run(&answers(""), "laptop", &Payload::Dir(src), &mut t);
     r.map_err(|(e, _)| e.to_string()).unwrap();
     let crypttab = std::fs::read_to_string(tmp.path().join("t/etc/crypttab")).unwrap();
-    assert_eq!(
-        crypttab,
-        format!("luks-{u} UUID={u} none luks,discard,x-initrd.attach\n")
-    );
+    assert_eq!(crypttab, format!("luks-{u} UUID={u} none luks,discard\n"));
 }

@@ -163,9 +163,19 @@ echo BH-DONE
     let luks = value(&s, "LUKSUUID");
     assert_eq!(
         section(&s, "crypttab"),
-        format!("luks-{luks} UUID={luks} none discard,x-initrd.attach")
+        format!("luks-{luks} UUID={luks} none luks,discard")
     );
-    assert!(section(&s, "grub").contains(&format!("rd.luks.uuid=luks-{luks}")));
+    let grub = section(&s, "grub");
+    assert!(
+        grub.contains("multiboot2 /xen-4.17-amd64.gz placeholder console=none dom0_mem=min:1024M"),
+        "{grub}"
+    );
+    assert!(
+        grub.contains(
+            "module2 /vmlinuz-6.1.0-10-amd64 placeholder root=/dev/mapper/qubes_dom0-root ro"
+        ),
+        "{grub}"
+    );
     assert!(section(&s, "passwd").contains("alice:x:1001:1001"));
     assert_eq!(value(&s, "HOSTNAME"), "guest-dom0");
     assert_eq!(value(&s, "HELLO"), "echo hello");

@@ -125,6 +125,7 @@ pub struct Vm {
     machine: String,
     smp: u32,
     firmware: Firmware,
+    amd_iommu: bool,
     devices: Vec<String>,
     disks: Vec<Disk>,
     cdroms: Vec<PathBuf>,
@@ -151,6 +152,7 @@ impl Vm {
             machine: "q35".into(),
             smp: 1,
             firmware: Firmware::Bios,
+            amd_iommu: false,
             devices: Vec::new(),
             disks: Vec::new(),
             cdroms: Vec::new(),
@@ -201,6 +203,15 @@ impl Vm {
     }
     pub fn firmware(mut self, fw: Firmware) -> Self {
         self.firmware = fw;
+        self
+    }
+    /// Gives the guest an AMD IOMMU (what Xen needs for a PVH dom0 under
+    /// TCG). Virtio disks then go through it too (`iommu_platform=on`):
+    /// without that, QEMU's virtio bypasses the IOMMU and a dom0 whose
+    /// guest-physical addresses are not machine addresses never sees its
+    /// disk requests complete.
+    pub fn amd_iommu(mut self) -> Self {
+        self.amd_iommu = true;
         self
     }
     /// Adds `-device SPEC`, e.g. `intel-iommu,intremap=on`.
@@ -291,6 +302,14 @@ impl Vm {
                 k.cmdline
             ));
         }
+        if self.amd_iommu {
+            c.args(["-device", "amd-iommu"]);
+        }
+        let virtio_dma = if self.amd_iommu {
+            ",iommu_platform=on,disable-legacy=on"
+        } else {
+            ""
+        };
         let mut usb = false;
         for (i, d) in self.disks.iter().enumerate() {
             let mut drive = format!("if=none,id=disk{i},format=raw,file={}", d.path.display());
@@ -304,7 +323,7 @@ impl Vm {
                 .map(|s| format!(",serial={s}"))
                 .unwrap_or_default();
             let dev = match d.bus {
-                Bus::Virtio => format!("virtio-blk-pci,drive=disk{i}{serial}"),
+                Bus::Virtio => format!("virtio-blk-pci,drive=disk{i}{serial}{virtio_dma}"),
                 Bus::Nvme => format!(
                     "nvme,drive=disk{i},serial={}",
                     d.serial.clone().unwrap_or_else(|| format!("BHNVME{i}"))
@@ -579,5 +598,23 @@ mod tests {
         assert!(d.contains("usb-storage,bus=xhci.0,drive=disk1"), "{d}");
         assert!(d.contains("ide-cd,drive=cd0"), "{d}");
         assert!(d.contains("intel-iommu"), "{d}");
+    }
+
+    #[test]
+    fn an_amd_iommu_comes_first_and_virtio_disks_go_through_it() {
+        let plain = Vm::new().disk(Disk::new("/tmp/a.img")).describe().unwrap();
+        assert!(!plain.contains("iommu"), "{plain}");
+        let d = Vm::new()
+            .disk(Disk::new("/tmp/a.img"))
+            .amd_iommu()
+            .describe()
+            .unwrap();
+        let iommu = d.find("amd-iommu").expect("the IOMMU device");
+        let disk = d.find("virtio-blk-pci").expect("the disk");
+        assert!(iommu < disk, "{d}");
+        assert!(
+            d.contains("virtio-blk-pci,drive=disk0,iommu_platform=on,disable-legacy=on"),
+            "{d}"
+        );
     }
 }

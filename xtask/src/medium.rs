@@ -454,7 +454,7 @@ pub fn install_test(iso: &Path, driver: Driver) -> Result<()> {
     let vm = Vm::new()
         .memory_mib(4096)
         .cpu("max,-rdtscp,-avx,-avx2,-avx512f")
-        .device("amd-iommu")
+        .amd_iommu()
         .disk(Disk::new(&disk).bus(Bus::Virtio))
         .send_when("Please unlock disk", format!("{E2E_PASSPHRASE}\r"))
         .wait_for("login:")

@@ -135,6 +135,8 @@ pub struct State {
     pub log_path: String,
     /// Extra Xen arguments (`bulkhead.xen_args=` on the live command line).
     pub xen_args: String,
+    /// Extra dom0 kernel arguments (`bulkhead.dom0_args=`).
+    pub dom0_args: String,
 }
 
 impl State {
@@ -179,6 +181,7 @@ impl State {
             failure: None,
             log_path: "/tmp/bulkhead-install.log".into(),
             xen_args: String::new(),
+            dom0_args: String::new(),
         }
     }
 
@@ -208,6 +211,7 @@ impl State {
                 timezone: TIMEZONES[self.tz_cursor].into(),
                 hostname: self.hostname.clone(),
                 xen_args: self.xen_args.clone(),
+                dom0_args: self.dom0_args.clone(),
             },
             user: UserAnswers {
                 name: self.user_name.clone(),

@@ -65,6 +65,10 @@ pub struct SystemAnswers {
     /// `dom0=pvh` (a PVH dom0: QEMU's TCG emulation cannot run a PV one).
     /// Empty by default.
     pub xen_args: String,
+    /// Words appended to the dom0 kernel's command line, e.g.
+    /// `systemd.default_timeout_start_sec=600` for a very slow machine.
+    /// Empty by default.
+    pub dom0_args: String,
 }
 
 impl Default for SystemAnswers {
@@ -75,6 +79,7 @@ impl Default for SystemAnswers {
             timezone: "UTC".into(),
             hostname: "dom0".into(),
             xen_args: String::new(),
+            dom0_args: String::new(),
         }
     }
 }
@@ -361,18 +366,18 @@ impl Answers {
                 ),
             ));
         }
-        if let Some(c) = s
-            .xen_args
-            .chars()
-            .find(|c| "\"'\\$;{}|&<>#`\n\r".contains(*c))
-        {
-            out.push(problem(
-                "system.xen_args",
-                format!(
-                    "{:?} holds {c:?}, which GRUB's menu syntax would interpret; leave it out",
-                    s.xen_args
-                ),
-            ));
+        for (field, value) in [
+            ("system.xen_args", &s.xen_args),
+            ("system.dom0_args", &s.dom0_args),
+        ] {
+            if let Some(c) = value.chars().find(|c| "\"'\\$;{}|&<>#`\n\r".contains(*c)) {
+                out.push(problem(
+                    field,
+                    format!(
+                        "{value:?} holds {c:?}, which GRUB's menu syntax would interpret; leave it out"
+                    ),
+                ));
+            }
         }
         if let Err(m) = check_timezone(&s.timezone) {
             out.push(problem("system.timezone", m));
@@ -435,13 +440,14 @@ impl Answers {
     }
 }
 
-/// Extra Xen arguments for an interactive install from the live command
-/// line: `bulkhead.xen_args=a,b` gives `a b` (a kernel argument holds no
-/// spaces).
-pub fn xen_args_from_cmdline(cmdline: &str) -> String {
+/// Extra boot arguments for an interactive install from the live command
+/// line: `bulkhead.xen_args=a,b` (or `bulkhead.dom0_args=`) gives `a b` (a
+/// kernel argument holds no spaces). `key` is `xen_args` or `dom0_args`.
+pub fn boot_args_from_cmdline(cmdline: &str, key: &str) -> String {
+    let prefix = format!("bulkhead.{key}=");
     cmdline
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("bulkhead.xen_args="))
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
         .map(|v| {
             v.split(',')
                 .filter(|s| !s.is_empty())
@@ -782,12 +788,14 @@ accept_warnings = ["iommu"]
     }
 
     #[test]
-    fn xen_args_come_from_the_live_command_line() {
+    fn boot_args_come_from_the_live_command_line() {
+        let cmdline = "quiet bulkhead.xen_args=dom0=pvh,loglvl=all bulkhead.dom0_args=a=1 x";
         assert_eq!(
-            xen_args_from_cmdline("quiet bulkhead.xen_args=dom0=pvh,loglvl=all x"),
+            boot_args_from_cmdline(cmdline, "xen_args"),
             "dom0=pvh loglvl=all"
         );
-        assert_eq!(xen_args_from_cmdline("quiet"), "");
+        assert_eq!(boot_args_from_cmdline(cmdline, "dom0_args"), "a=1");
+        assert_eq!(boot_args_from_cmdline("quiet", "xen_args"), "");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use partitioner::apply::partition_path;
 use partitioner::plan::Role;
 use partitioner::{Inventory, Plan, Refusal};
 
-use crate::config::{Answers, Secrets};
+use crate::config::{Answers, Secrets, SystemAnswers};
 
 /// Where the install log goes on the target.
 pub const LOG_PATH: &str = "var/log/bulkhead/install.log";
@@ -853,8 +853,14 @@ pub fn serial_console(cmdline: &str) -> bool {
 /// GRUB's menu on the target: Xen (multiboot2) with Qubes' command line and
 /// the dom0 kernel, whose initramfs unlocks the LUKS2 volume (crypttab) and
 /// activates the LVM root. With `serial`, GRUB, Xen (com1) and dom0 (hvc0)
-/// also use the first serial port.
-pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool, xen_args: &str) -> String {
+/// also use the first serial port. `system`'s extra Xen and dom0 arguments
+/// come last.
+pub fn grub_cfg(
+    facts: &TargetFacts,
+    files: &BootFiles,
+    serial: bool,
+    system: &SystemAnswers,
+) -> String {
     let (terminal, xen_cmdline, dom0_console) = if serial {
         (
             "serial --unit=0 --speed=115200\n\
@@ -866,10 +872,15 @@ pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool, xen_args: 
     } else {
         ("", XEN_CMDLINE.to_string(), "")
     };
-    let xen_cmdline = match xen_args.trim() {
-        "" => xen_cmdline,
-        extra => format!("{xen_cmdline} {extra}"),
+    let with = |base: &str, extra: &str| match extra.trim() {
+        "" => base.to_string(),
+        extra => format!("{base} {extra}"),
     };
+    let xen_cmdline = with(&xen_cmdline, &system.xen_args);
+    let dom0_cmdline = with(
+        &format!("root={} ro{dom0_console}", facts.root_dev),
+        &system.dom0_args,
+    );
     format!(
         "# Written by the Bulkhead installer.\n\
          set timeout=5\n\
@@ -883,11 +894,10 @@ pub fn grub_cfg(facts: &TargetFacts, files: &BootFiles, serial: bool, xen_args: 
          \techo 'Loading Xen {xen}'\n\
          \tmultiboot2 /{xen} placeholder {xen_cmdline}\n\
          \techo 'Loading Linux {kernel}'\n\
-         \tmodule2 /{kernel} placeholder root={root} ro{dom0_console}\n\
+         \tmodule2 /{kernel} placeholder {dom0_cmdline}\n\
          \tmodule2 --nounzip /{initrd}\n\
          }}\n",
         boot = facts.boot_uuid,
-        root = facts.root_dev,
         xen = files.xen,
         kernel = files.kernel,
         initrd = files.initrd(),
@@ -1133,12 +1143,7 @@ pub fn install(
             "none"
         }
     ));
-    let cfg = grub_cfg(
-        &facts,
-        &files,
-        target.serial_console(),
-        &answers.system.xen_args,
-    );
+    let cfg = grub_cfg(&facts, &files, target.serial_console(), &answers.system);
     tryst!(write(&root, "boot/grub/grub.cfg", &cfg, 0o644).map_err(stage_err(Stage::Bootloader)));
     let portable = disk.transport == partitioner::discover::Transport::Usb;
     let (conf, extra_modules) = initramfs_settings(portable);
@@ -1423,17 +1428,23 @@ mod tests {
             kernel: "vmlinuz-6.1.0-1-amd64".into(),
             release: "6.1.0-1-amd64".into(),
         };
-        let cfg = grub_cfg(&facts(), &files, true, "dom0=pvh");
+        let system = SystemAnswers {
+            xen_args: "dom0=pvh".into(),
+            dom0_args: "systemd.default_timeout_start_sec=600".into(),
+            ..SystemAnswers::default()
+        };
+        let cfg = grub_cfg(&facts(), &files, true, &system);
         assert!(cfg.contains("terminal_output console serial\n"), "{cfg}");
         assert!(
             cfg.contains("console=com1,vga com1=115200,8n1 dom0_mem=min:1024M"),
             "{cfg}"
         );
         assert!(
-            cfg.contains("root=/dev/mapper/qubes_dom0-root ro console=hvc0\n"),
+            cfg.contains("root=/dev/mapper/qubes_dom0-root ro console=hvc0 systemd.default_timeout_start_sec=600\n"),
             "{cfg}"
         );
-        let plain = grub_cfg(&facts(), &files, false, "");
+        assert!(cfg.contains(" dom0=pvh\n"), "{cfg}");
+        let plain = grub_cfg(&facts(), &files, false, &SystemAnswers::default());
         assert!(
             plain.contains(&format!("placeholder {XEN_CMDLINE}\n")),
             "{plain}"

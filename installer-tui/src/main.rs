@@ -266,9 +266,9 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
     let mut state = State::new(machine, dry_run);
     state.ascii = app::ascii_terminal(&std::env::var("TERM").unwrap_or_default());
     if cli.fixture.is_none() {
-        state.xen_args = installer_tui::config::xen_args_from_cmdline(
-            &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
-        );
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        state.xen_args = installer_tui::config::boot_args_from_cmdline(&cmdline, "xen_args");
+        state.dom0_args = installer_tui::config::boot_args_from_cmdline(&cmdline, "dom0_args");
     }
     state.log_path = std::env::temp_dir()
         .join("bulkhead-install.log")

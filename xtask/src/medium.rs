@@ -351,6 +351,9 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
 }
 
 const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
+/// systemd gives up on a device after 90 s; udev's coldplug under TCG
+/// takes longer than that.
+const TCG_DOM0_ARGS: &str = "systemd.default_timeout_start_sec=900";
 const E2E_PASSPHRASE: &str = "e2e correct horse battery staple";
 
 /// How the install-test drives the installer.
@@ -401,7 +404,8 @@ pub fn install_test(iso: &Path, driver: Driver) -> Result<()> {
                 format!(
                     "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
                      [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
-                     # TCG cannot run a PV dom0\nxen_args = \"dom0=pvh\"\n\n\
+                     # TCG cannot run a PV dom0, and udev needs minutes there\n\
+                     xen_args = \"dom0=pvh\"\ndom0_args = \"{TCG_DOM0_ARGS}\"\n\n\
                      [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
                      [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
                 ),
@@ -426,22 +430,24 @@ pub fn install_test(iso: &Path, driver: Driver) -> Result<()> {
             const DOWN: &str = "\x1b[B";
             let pass = format!("{E2E_PASSPHRASE}\t{E2E_PASSPHRASE}\r");
             let consent = format!(" {DOWN}").repeat(6) + "\r";
-            let vm = vm(&format!("{serial_entry} bulkhead.xen_args=dom0=pvh"))
-                .screen(24, 80)
-                .send_when("Enter: start", "\r")
-                .send_when("Keyboard layout", "\r")
-                .send_when("Requirements (hcl-check)", consent)
-                .send_when("What is on it now", "\r")
-                .send_when("Disk encryption passphrase", pass)
-                .send_when(
-                    "dom0 user",
-                    "alice\t\te2e-dom0-password\te2e-dom0-password\r",
-                )
-                .send_when("Time zone (the clock", "\r")
-                .send_when("[x] AppVMs", "\r")
-                .send_when("Up/Down: scroll", "\r")
-                .send_when("EVERYTHING ON THIS DISK WILL BE ERASED", "/dev/vda\r")
-                .wait_for("Remove the installation medium");
+            let vm = vm(&format!(
+                "{serial_entry} bulkhead.xen_args=dom0=pvh bulkhead.dom0_args={TCG_DOM0_ARGS}"
+            ))
+            .screen(24, 80)
+            .send_when("Enter: start", "\r")
+            .send_when("Keyboard layout", "\r")
+            .send_when("Requirements (hcl-check)", consent)
+            .send_when("What is on it now", "\r")
+            .send_when("Disk encryption passphrase", pass)
+            .send_when(
+                "dom0 user",
+                "alice\t\te2e-dom0-password\te2e-dom0-password\r",
+            )
+            .send_when("Time zone (the clock", "\r")
+            .send_when("[x] AppVMs", "\r")
+            .send_when("Up/Down: scroll", "\r")
+            .send_when("EVERYTHING ON THIS DISK WILL BE ERASED", "/dev/vda\r")
+            .wait_for("Remove the installation medium");
             let o = boot("interactive install by keystrokes", vm)?;
             if !o.ok {
                 bail!("the interactive install did not reach its last screen");

@@ -779,9 +779,9 @@ pub fn configure(
     Ok(())
 }
 
-/// Qubes' Xen command line (shared/architecture.md); iso-builder writes
-/// the same into the payload's /etc/default/grub.d for later update-grub.
-pub const XEN_CMDLINE: &str = "console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096";
+/// Qubes' Xen command line: the one iso-builder also writes into the
+/// payload's /etc/default/grub.d, so a later update-grub keeps it.
+pub use iso_builder::installed::XEN_CMDLINE;
 
 /// The files the payload put in /boot: Xen, the dom0 kernel (the newest,
 /// when several) and that kernel's release.

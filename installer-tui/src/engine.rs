@@ -325,6 +325,7 @@ pub fn install_template(
             .args(["-f", "-n", "-q", "-d"])
             .arg(&scratch)
             .arg(img),
+        "unsquashfs failed",
     )?;
     let bytes = tree_bytes(&scratch);
     const MIB: u64 = 1 << 20;
@@ -343,6 +344,7 @@ pub fn install_template(
             .args(["-q", "-F", "-L", "root", "-d"])
             .arg(&scratch)
             .arg(&dest),
+        "mkfs.ext4 failed",
     )?;
     let kernel = boot_files_kernel(&scratch);
     if let Some((file, release)) = &kernel {
@@ -392,12 +394,14 @@ fn tree_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn run_tool(cmd: &mut Command) -> Result<(), String> {
-    let name = format!("{:?}", cmd.get_program());
-    let out = cmd.output().map_err(|e| format!("running {name}: {e}"))?;
+/// Runs `cmd` to completion; a failure is `what` and the tool's stderr.
+fn run_tool(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("running {}: {e}", cmd.get_program().to_string_lossy()))?;
     if !out.status.success() {
         return Err(format!(
-            "{name} failed: {}",
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
@@ -1242,20 +1246,10 @@ impl DiskTarget {
 
     fn mount(&mut self, args: &[&str], dev: &Path, at: &Path) -> Result<(), String> {
         fs::create_dir_all(at).map_err(|e| io_msg("creating", at, e))?;
-        let out = Command::new("mount")
-            .args(args)
-            .arg(dev)
-            .arg(at)
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount {} on {}: {}",
-                dev.display(),
-                at.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        run_tool(
+            Command::new("mount").args(args).arg(dev).arg(at),
+            &format!("mount {} on {}", dev.display(), at.display()),
+        )?;
         self.mounted.push(at.to_path_buf());
         Ok(())
     }
@@ -1331,19 +1325,10 @@ impl Target for DiskTarget {
                 self.mount(&["--bind"], &Path::new("/").join(d), &at)?;
             }
         }
-        let out = Command::new("chroot")
-            .arg(root)
-            .args(argv)
-            .output()
-            .map_err(|e| format!("running chroot: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed: {}",
-                argv.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
+        run_tool(
+            Command::new("chroot").arg(root).args(argv),
+            &format!("{} failed", argv.join(" ")),
+        )
     }
 
     fn uefi_booted(&self) -> bool {
@@ -1356,17 +1341,10 @@ impl Target for DiskTarget {
 
     fn finish(&mut self, log: &mut Log) -> Result<(), String> {
         while let Some(at) = self.mounted.pop() {
-            let out = Command::new("umount")
-                .arg(&at)
-                .output()
-                .map_err(|e| format!("running umount: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "umount {}: {}",
-                    at.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
+            run_tool(
+                Command::new("umount").arg(&at),
+                &format!("umount {}", at.display()),
+            )?;
         }
         if let Some(d) = &self.disk {
             partitioner::apply::close_installed(d).map_err(|e| e.to_string())?;

@@ -1276,7 +1276,7 @@ impl Target for DiskTarget {
             progress(
                 within,
                 format!(
-                    "partitioner {}/{}: {} ({:?})",
+                    "partitioner {}/{}: {} ({})",
                     p.index,
                     p.total,
                     p.step.describe(),

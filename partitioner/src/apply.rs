@@ -119,6 +119,16 @@ pub enum Event {
     Done { seconds: f64 },
 }
 
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Started => f.write_str("started"),
+            Event::Skipped => f.write_str("already done"),
+            Event::Done { seconds } => write!(f, "done in {seconds:.1} s"),
+        }
+    }
+}
+
 /// What apply changes besides the plan.
 pub struct Options<'a> {
     pub pbkdf: Pbkdf,
@@ -1003,6 +1013,13 @@ pub fn close_installed(disk: &Path) -> Result<(), ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_events_read_as_words() {
+        assert_eq!(Event::Started.to_string(), "started");
+        assert_eq!(Event::Skipped.to_string(), "already done");
+        assert_eq!(Event::Done { seconds: 18.47 }.to_string(), "done in 18.5 s");
+    }
     use proptest::prelude::*;
 
     proptest! {

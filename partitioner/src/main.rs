@@ -126,13 +126,9 @@ fn progress(p: &Progress) {
             p.step.name(),
             p.step.describe()
         ),
-        Event::Skipped => eprintln!("[{}/{}] {}: already done", p.index, p.total, p.step.name()),
-        Event::Done { seconds } => eprintln!(
-            "[{}/{}] {}: done in {seconds:.1} s",
-            p.index,
-            p.total,
-            p.step.name()
-        ),
+        Event::Skipped | Event::Done { .. } => {
+            eprintln!("[{}/{}] {}: {}", p.index, p.total, p.step.name(), p.event)
+        }
     }
 }
 

@@ -16,6 +16,12 @@ fn unit_verifies_and_runs_once() {
     assert!(UNIT.contains("ExecStart=/usr/bin/firstboot --resume\n"));
     assert!(UNIT.contains("After=cryptsetup.target local-fs.target"));
     assert!(UNIT.contains("Type=oneshot"));
+    // No login, on any console, before the qubes exist.
+    assert!(
+        UNIT.contains(
+            "Before=qubesd.service display-manager.service systemd-user-sessions.service\n"
+        )
+    );
 
     // systemd-analyze checks ExecStart's binary exists: point it at ours.
     let d = tempfile::tempdir().unwrap();

@@ -126,6 +126,7 @@ pub struct Vm {
     smp: u32,
     firmware: Firmware,
     amd_iommu: bool,
+    vga: bool,
     devices: Vec<String>,
     disks: Vec<Disk>,
     cdroms: Vec<PathBuf>,
@@ -153,6 +154,7 @@ impl Vm {
             smp: 1,
             firmware: Firmware::Bios,
             amd_iommu: false,
+            vga: true,
             devices: Vec::new(),
             disks: Vec::new(),
             cdroms: Vec::new(),
@@ -214,6 +216,12 @@ impl Vm {
         self.amd_iommu = true;
         self
     }
+    /// No display adapter: a headless server. Under TCG a framebuffer
+    /// console draws every kernel message pixel by pixel.
+    pub fn no_vga(mut self) -> Self {
+        self.vga = false;
+        self
+    }
     /// Adds `-device SPEC`, e.g. `intel-iommu,intremap=on`.
     pub fn device(mut self, spec: &str) -> Self {
         self.devices.push(spec.to_string());
@@ -269,7 +277,10 @@ impl Vm {
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-accel", "tcg", "-nodefaults", "-no-user-config"]);
         c.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-        c.args(["-no-reboot", "-device", "VGA"]);
+        c.arg("-no-reboot");
+        if self.vga {
+            c.args(["-device", "VGA"]);
+        }
         c.arg("-machine").arg(&self.machine);
         c.arg("-cpu").arg(&self.cpu);
         c.arg("-m").arg(self.memory_mib.to_string());
@@ -604,6 +615,9 @@ mod tests {
     fn an_amd_iommu_comes_first_and_virtio_disks_go_through_it() {
         let plain = Vm::new().disk(Disk::new("/tmp/a.img")).describe().unwrap();
         assert!(!plain.contains("iommu"), "{plain}");
+        assert!(plain.contains("\"VGA\""), "{plain}");
+        let headless = Vm::new().no_vga().describe().unwrap();
+        assert!(!headless.contains("VGA"), "{headless}");
         let d = Vm::new()
             .disk(Disk::new("/tmp/a.img"))
             .amd_iommu()

@@ -1,6 +1,7 @@
 //! Developer and CI entry points: `cargo xtask test`, `pin-kernel`, `bench`.
 
 mod bench;
+mod e2e;
 mod host;
 mod iso;
 mod medium;
@@ -66,6 +67,9 @@ enum Cmd {
         /// answer file.
         #[arg(long)]
         keystrokes: bool,
+        /// Only install and check the disk from the host; do not boot it.
+        #[arg(long)]
+        no_boot: bool,
     },
     /// Measure our tools against the standard ones; writes bench/RESULTS.md.
     Bench,
@@ -106,19 +110,21 @@ fn main() -> Result<()> {
             medium::contents(&iso)?;
             medium::boot_test(&iso, &root)
         }
-        Cmd::InstallTest { iso, keystrokes } => {
+        Cmd::InstallTest {
+            iso,
+            keystrokes,
+            no_boot,
+        } => {
             let iso = match iso {
                 Some(p) => p,
                 None => default_iso(&root)?,
             };
-            medium::install_test(
-                &iso,
-                if keystrokes {
-                    medium::Driver::Keystrokes
-                } else {
-                    medium::Driver::Unattended
-                },
-            )
+            let driver = if keystrokes {
+                e2e::Driver::Keystrokes
+            } else {
+                e2e::Driver::Unattended
+            };
+            e2e::install_test(&iso, driver, !no_boot)
         }
         Cmd::BuildIso {
             out,

@@ -19,7 +19,7 @@ use crate::run;
 const WELCOME: &str = "Welcome to Bulkhead";
 
 /// Copies `inner` (a path on the ISO) to `dest` with xorriso.
-fn extract(iso: &Path, inner: &str, dest: &Path) -> Result<()> {
+pub(crate) fn extract(iso: &Path, inner: &str, dest: &Path) -> Result<()> {
     run(Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
         .arg(iso)
@@ -75,11 +75,11 @@ pub fn contents(iso: &Path) -> Result<()> {
     Ok(())
 }
 
-struct Outcome {
-    how: String,
-    secs: f64,
-    ok: bool,
-    serial: String,
+pub(crate) struct Outcome {
+    pub how: String,
+    pub secs: f64,
+    pub ok: bool,
+    pub serial: String,
 }
 
 /// Where a guest's serial console is written as it runs
@@ -94,7 +94,7 @@ fn serial_log(how: &str) -> Result<std::path::PathBuf> {
     Ok(dir.join(format!("{name}.log")))
 }
 
-fn boot(how: &str, vm: Vm) -> Result<Outcome> {
+pub(crate) fn boot(how: &str, vm: Vm) -> Result<Outcome> {
     let t = Instant::now();
     let log = serial_log(how)?;
     let out = vm.serial_log(&log).run()?;
@@ -117,7 +117,7 @@ fn boot(how: &str, vm: Vm) -> Result<Outcome> {
 }
 
 /// The kernel command line of the GRUB menu entry `title` on the ISO.
-fn entry_args(iso: &Path, work: &Path, title: &str) -> Result<String> {
+pub(crate) fn entry_args(iso: &Path, work: &Path, title: &str) -> Result<String> {
     let cfg = work.join("grub.cfg");
     extract(iso, "/boot/grub/grub.cfg", &cfg)?;
     let text = std::fs::read_to_string(&cfg)?;
@@ -348,148 +348,4 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
         .wait_for(" login: ")
         .timeout(Duration::from_secs(300));
     boot("template root (its own kernel)", vm)
-}
-
-const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
-/// systemd gives up on a device after 90 s; udev's coldplug under TCG
-/// takes longer than that.
-const TCG_DOM0_ARGS: &str = "systemd.default_timeout_start_sec=900";
-const E2E_PASSPHRASE: &str = "e2e correct horse battery staple";
-
-/// How the install-test drives the installer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    /// An answer file handed over by QEMU's fw_cfg.
-    Unattended,
-    /// Keystrokes on the serial console, screen by screen.
-    Keystrokes,
-}
-
-/// The whole path a user takes, in two guests: the ISO's serial-console
-/// entry installs onto a blank 40 GiB disk, driven by an answer file
-/// (fw_cfg) or by keystrokes; then that disk boots alone: GRUB, Xen, the
-/// dom0 kernel, the initramfs asking for the LUKS passphrase (typed on the
-/// serial console), systemd, firstboot, and the login prompt.
-pub fn install_test(iso: &Path, driver: Driver) -> Result<()> {
-    if !iso.is_file() {
-        bail!(
-            "{} does not exist: build it with `cargo xtask iso`",
-            iso.display()
-        );
-    }
-    let work = tempfile::tempdir()?;
-    let w = work.path();
-    let disk = w.join("target.img");
-    guest_harness::sparse_disk(&disk, 40 << 30)?;
-    let kernel = w.join("vmlinuz");
-    let initrd = w.join("initrd.img");
-    extract(iso, "/boot/vmlinuz", &kernel)?;
-    extract(iso, "/boot/initrd.img", &initrd)?;
-    let serial_entry = entry_args(iso, w, "Install Bulkhead (serial console)")?;
-    let vm = |args: &str| {
-        Vm::new()
-            .memory_mib(4096)
-            .smp(2)
-            .kernel_files(&kernel, &initrd, args)
-            .cdrom(iso)
-            .disk(Disk::new(&disk).bus(Bus::Virtio))
-            .timeout(Duration::from_secs(2400))
-    };
-    let install = match driver {
-        Driver::Unattended => {
-            std::fs::write(w.join("passphrase"), E2E_PASSPHRASE)?;
-            std::fs::write(w.join("password"), "e2e-dom0-password")?;
-            std::fs::write(
-                w.join("answers.toml"),
-                format!(
-                    "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
-                     [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
-                     # TCG cannot run a PV dom0, and udev needs minutes there\n\
-                     xen_args = \"dom0=pvh\"\ndom0_args = \"{TCG_DOM0_ARGS}\"\n\n\
-                     [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
-                     [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
-                ),
-            )?;
-            let mut vm = vm(&format!(
-                "{serial_entry} bulkhead.answers={FW_CFG}/answers.toml/raw"
-            ))
-            .wait_for("bulkhead: install finished (exit ");
-            for f in ["answers.toml", "passphrase", "password"] {
-                vm = vm.arg("-fw_cfg").arg(&format!(
-                    "name=opt/bulkhead/{f},file={}",
-                    w.join(f).display()
-                ));
-            }
-            let o = boot("unattended install (serial entry)", vm)?;
-            if !o.serial.contains("bulkhead: install finished (exit 0)") {
-                bail!("the unattended install failed:\n{}", progress_lines(&o));
-            }
-            o
-        }
-        Driver::Keystrokes => {
-            const DOWN: &str = "\x1b[B";
-            let pass = format!("{E2E_PASSPHRASE}\t{E2E_PASSPHRASE}\r");
-            let consent = format!(" {DOWN}").repeat(6) + "\r";
-            let vm = vm(&format!(
-                "{serial_entry} bulkhead.xen_args=dom0=pvh bulkhead.dom0_args={TCG_DOM0_ARGS}"
-            ))
-            .screen(24, 80)
-            .send_when("Enter: start", "\r")
-            .send_when("Keyboard layout", "\r")
-            .send_when("Requirements (hcl-check)", consent)
-            .send_when("What is on it now", "\r")
-            .send_when("Disk encryption passphrase", pass)
-            .send_when(
-                "dom0 user",
-                "alice\t\te2e-dom0-password\te2e-dom0-password\r",
-            )
-            .send_when("Time zone (the clock", "\r")
-            .send_when("[x] AppVMs", "\r")
-            .send_when("Up/Down: scroll", "\r")
-            .send_when("EVERYTHING ON THIS DISK WILL BE ERASED", "/dev/vda\r")
-            .wait_for("Remove the installation medium");
-            let o = boot("interactive install by keystrokes", vm)?;
-            if !o.ok {
-                bail!("the interactive install did not reach its last screen");
-            }
-            o
-        }
-    };
-    eprintln!("{}", progress_lines(&install));
-
-    let vm = Vm::new()
-        .memory_mib(4096)
-        .cpu("max,-rdtscp,-avx,-avx2,-avx512f")
-        .amd_iommu()
-        .disk(Disk::new(&disk).bus(Bus::Virtio))
-        .send_when("Please unlock disk", format!("{E2E_PASSPHRASE}\r"))
-        .wait_for("login:")
-        .timeout(Duration::from_secs(2400));
-    let first = boot("installed system: GRUB, Xen, unlock, login", vm)?;
-    for (what, needle) in [
-        ("GRUB's Xen entry", "Loading Xen"),
-        ("Xen", "Xen version"),
-        ("the passphrase prompt", "Please unlock disk"),
-        ("firstboot", "first boot"),
-    ] {
-        let seen = first.serial.contains(needle);
-        eprintln!(
-            "      {what:<22} {}",
-            if seen { "seen" } else { "NOT seen" }
-        );
-    }
-    if !first.ok {
-        bail!("the installed system did not reach its login prompt");
-    }
-    Ok(())
-}
-
-/// The installer's progress lines (`[ NN%] stage: message`).
-fn progress_lines(o: &Outcome) -> String {
-    o.serial
-        .lines()
-        .filter(|l| l.starts_with("[ ") && l.contains("%]") || l.contains("bulkhead:"))
-        .map(|l| format!("      {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }

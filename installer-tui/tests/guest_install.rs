@@ -5,8 +5,9 @@
 //! which fails because the test payload has no GRUB: the error names that
 //! stage, the disk is unmounted and closed, and reopening it with
 //! cryptsetup shows every file in place with fstab/crypttab matching the
-//! UUIDs blkid and cryptsetup read from the disk. A full install with a
-//! bootable result needs the ISO's payload (not built yet).
+//! UUIDs blkid and cryptsetup read from the disk. These are the failure
+//! paths, unattended and on the TUI's error screen; the full installs from
+//! the real ISO are `cargo xtask install-test` (xtask/src/e2e.rs).
 
 mod common;
 

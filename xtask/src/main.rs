@@ -237,6 +237,12 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso contents", &mut || medium::contents(&iso))?;
         step("iso boot-test", &mut || medium::boot_test(&iso, root))?;
         step("iso repro", &mut || iso::repro(root))?;
+        step("e2e unattended install", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Unattended, true)
+        })?;
+        step("e2e keystroke install", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Keystrokes, false)
+        })?;
     }
     eprintln!("\nxtask test: every step passed");
     for (name, t) in &times {

@@ -685,6 +685,11 @@ pub fn configure(
         0o600,
     )?;
     write(root, "etc/hostname", &format!("{}\n", s.hostname), 0o644)?;
+    // Set now, as Debian's installer and Anaconda do: with the payload's
+    // empty one, systemd boots with a transient ID and must commit it once
+    // the root is writable, and treats that boot as a "first boot".
+    let id = machine_id().map_err(|e| io_msg("reading", Path::new("/dev/urandom"), e))?;
+    write(root, "etc/machine-id", &format!("{id}\n"), 0o444)?;
     write(
         root,
         "etc/hosts",
@@ -781,6 +786,17 @@ pub fn configure(
         s.hostname, s.language, s.keyboard, s.timezone, u.name
     ));
     Ok(())
+}
+
+/// A new machine ID (machine-id(5)): 128 random bits as a version 4 UUID,
+/// in 32 lower-case hex digits, as systemd-machine-id-setup makes it.
+pub fn machine_id() -> io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Qubes' Xen command line: the one iso-builder also writes into the
@@ -1364,6 +1380,15 @@ pub fn dry_run(answers: &Answers, machine: &MachineData) -> Result<Plan, Install
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_ids_are_version_4_uuids_in_hex() {
+        let a = machine_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(&a[12..13], "4", "{a}");
+        assert!("89ab".contains(&a[16..17]), "{a}");
+        assert_ne!(a, machine_id().unwrap());
+    }
 
     #[test]
     fn internal_disks_get_a_host_only_initramfs_usb_drives_a_portable_one() {

@@ -165,6 +165,16 @@ fn full_install_into_a_directory_writes_every_file_correctly() {
     assert_eq!(plan.luks.mapper_name.len(), f[0].len());
 
     assert_eq!(read("etc/hostname"), "work-laptop\n");
+    let id = read("etc/machine-id");
+    let id = id.trim_end();
+    assert!(
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "machine-id(5) is 32 lower-case hex digits: {id:?}"
+    );
+    assert_ne!(id, engine::machine_id().unwrap(), "a new ID per install");
     assert!(read("etc/hosts").contains("127.0.0.1 localhost work-laptop"));
     assert_eq!(read("etc/locale.conf"), "LANG=en_US.UTF-8\n");
     assert_eq!(read("etc/vconsole.conf"), "KEYMAP=de\n");

@@ -147,6 +147,10 @@ fi
 # MSR driver for the hardware check
 for m in dm_mod dm_crypt dm_thin_pool ext4 vfat msr; do modprobe -q "$m"; done
 echo bulkhead > /proc/sys/kernel/hostname
+# The installer's screens own the consoles from here: only the kernel's
+# errors reach them (dmesg on tty2 has the rest), unless loglevel= or debug
+# was asked for.
+grep -qE '(^| )(loglevel=|debug( |$))' /proc/cmdline || echo 4 > /proc/sys/kernel/printk
 exec /bin/busybox init
 "#;
 
@@ -402,4 +406,31 @@ fn add_tree(a: &mut Archive, base: &Path, dir: &Path) -> Result<(), LiveError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_scripts_parse() {
+        for (name, script) in [
+            ("init", INIT),
+            ("live-init", LIVE_INIT),
+            ("live-console", LIVE_CONSOLE),
+            ("check-hardware", CHECK_HARDWARE),
+            ("verify-medium", VERIFY_MEDIUM),
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(LIVE_INIT.contains("echo 4 > /proc/sys/kernel/printk"));
+    }
 }

@@ -237,8 +237,11 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso contents", &mut || medium::contents(&iso))?;
         step("iso boot-test", &mut || medium::boot_test(&iso, root))?;
         step("iso repro", &mut || iso::repro(root))?;
+        // The installed disk's own boot (Xen's PVH dom0 under TCG, then
+        // firstboot) is `cargo xtask install-test`: too slow and, under
+        // emulation, too fragile for CI's budget.
         step("e2e unattended install", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, true)
+            e2e::install_test(&iso, e2e::Driver::Unattended, false)
         })?;
         step("e2e keystroke install", &mut || {
             e2e::install_test(&iso, e2e::Driver::Keystrokes, false)

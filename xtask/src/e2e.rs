@@ -248,7 +248,8 @@ impl Drop for Loop {
 /// Reads the installed disk from the host with tools that share no code
 /// with ours: the GPT (sgdisk), GRUB's boot code in the MBR and the BIOS
 /// boot partition, the ESP's fallback loader (mtools), /boot's GRUB menu,
-/// Xen, kernel and initramfs (debugfs), and the LUKS2 header, which must
+/// Xen, kernel and initramfs (debugfs), what that initramfs needs to
+/// unlock the root (gzip, cpio), and the LUKS2 header, which must
 /// take the passphrase and refuse another (cryptsetup, no device-mapper
 /// needed). Returns one line per finding.
 pub fn check_installed_disk(disk: &Path, passphrase: &str) -> Result<Vec<String>> {
@@ -335,7 +336,48 @@ pub fn check_installed_disk(disk: &Path, passphrase: &str) -> Result<Vec<String>
     }
     found.push("/boot: Xen, kernel, initramfs and a multiboot2 menu entry (debugfs)".into());
 
+    // The initramfs GRUB loads must unlock the root: initramfs-tools'
+    // cryptroot script and its crypttab naming this disk's LUKS UUID, with
+    // cryptsetup, LVM and dm-crypt beside it.
+    let initrd = grub
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("module2 --nounzip /"))
+        .map(str::trim)
+        .context("grub.cfg names no initramfs")?;
+    let tmp = tempfile::tempdir()?;
+    let local = tmp.path().join("initrd.img");
+    tool(Command::new("debugfs").args([
+        "-R",
+        &format!("dump /{initrd} {}", local.display()),
+        &boot.0,
+    ]))?;
+    let shell = |script: &str| tool(Command::new("sh").args(["-c", script, "sh"]).arg(&local));
+    let files = shell("gzip -dc \"$1\" | cpio -t --quiet")
+        .with_context(|| format!("{initrd} is not a gzip'd cpio archive"))?;
+    for needle in [
+        "scripts/local-top/cryptroot",
+        "sbin/cryptsetup",
+        "sbin/lvm",
+        "dm-crypt.ko",
+    ] {
+        if !files.lines().any(|l| l.ends_with(needle)) {
+            bail!("{initrd} has no {needle}: it could not unlock the root at boot");
+        }
+    }
     let luks = Loop::over(disk, &parts[3])?;
+    let crypttab = shell("gzip -dc \"$1\" | cpio -i --to-stdout --quiet cryptroot/crypttab")?;
+    let uuid = tool(Command::new("cryptsetup").args(["luksUUID", &luks.0]))?;
+    if !crypttab.contains(&format!("UUID={}", uuid.trim())) {
+        bail!(
+            "{initrd}'s crypttab does not name the LUKS volume {}: {crypttab:?}",
+            uuid.trim()
+        );
+    }
+    found.push(format!(
+        "initramfs {initrd}: cryptroot with crypttab for LUKS {}, cryptsetup, lvm, dm-crypt",
+        uuid.trim()
+    ));
+
     let dump = tool(Command::new("cryptsetup").args(["luksDump", &luks.0]))?;
     let version = dump
         .lines()

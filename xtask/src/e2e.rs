@@ -1,8 +1,8 @@
 //! The end-to-end install test: the built ISO installs onto a blank disk
 //! in a QEMU guest, driven by an answer file or by keystrokes; the disk is
 //! then checked from the host with independent tools (sgdisk, cryptsetup,
-//! mtools, debugfs) and, for the unattended run, booted alone to its login
-//! prompt with firstboot complete.
+//! mtools, debugfs, gzip/cpio) and, for the unattended run unless
+//! `--no-boot`, booted alone to its login prompt with firstboot complete.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use guest_harness::{Bus, Disk, Vm};
 
 use crate::medium::{Outcome, boot, entry_args, extract};
+use crate::output as tool;
 
 const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
 /// systemd in the installed dom0 under TCG: units get 15 minutes to start.
@@ -209,19 +210,6 @@ struct Part {
     code: String,
 }
 
-fn tool(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A read-only loop device over one partition, detached on drop.
 struct Loop(String);
 
@@ -367,15 +355,12 @@ pub fn check_installed_disk(disk: &Path, passphrase: &str) -> Result<Vec<String>
     let luks = Loop::over(disk, &parts[3])?;
     let crypttab = shell("gzip -dc \"$1\" | cpio -i --to-stdout --quiet cryptroot/crypttab")?;
     let uuid = tool(Command::new("cryptsetup").args(["luksUUID", &luks.0]))?;
-    if !crypttab.contains(&format!("UUID={}", uuid.trim())) {
-        bail!(
-            "{initrd}'s crypttab does not name the LUKS volume {}: {crypttab:?}",
-            uuid.trim()
-        );
+    let uuid = uuid.trim();
+    if !crypttab.contains(&format!("UUID={uuid}")) {
+        bail!("{initrd}'s crypttab does not name the LUKS volume {uuid}: {crypttab:?}");
     }
     found.push(format!(
-        "initramfs {initrd}: cryptroot with crypttab for LUKS {}, cryptsetup, lvm, dm-crypt",
-        uuid.trim()
+        "initramfs {initrd}: cryptroot with crypttab for LUKS {uuid}, cryptsetup, lvm, dm-crypt"
     ));
 
     let dump = tool(Command::new("cryptsetup").args(["luksDump", &luks.0]))?;

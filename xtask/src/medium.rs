@@ -13,7 +13,7 @@ use guest_harness::{Bus, Disk, Firmware, Initramfs, Kernel, Vm};
 use iso_builder::installed;
 use iso_builder::lock::Lock;
 
-use crate::run;
+use crate::{output, run};
 
 /// What the installer's welcome screen shows first.
 const WELCOME: &str = "Welcome to Bulkhead";
@@ -31,23 +31,13 @@ pub(crate) fn extract(iso: &Path, inner: &str, dest: &Path) -> Result<()> {
 
 /// Paths in a squashfs image, relative to its root.
 fn listing(img: &Path) -> Result<Vec<String>> {
-    let out = Command::new("unsquashfs")
-        .args(["-l", "-d", "R"])
-        .arg(img)
-        .output()
-        .with_context(|| format!("running unsquashfs -l on {}", img.display()))?;
-    if !out.status.success() {
-        bail!(
-            "unsquashfs -l {}: {}",
-            img.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("R/"))
-        .map(str::to_string)
-        .collect())
+    Ok(
+        output(Command::new("unsquashfs").args(["-l", "-d", "R"]).arg(img))?
+            .lines()
+            .filter_map(|l| l.strip_prefix("R/"))
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Checks the payload and the template on the ISO; prints their sizes.

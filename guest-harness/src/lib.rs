@@ -12,7 +12,7 @@
 //! AHCI, virtio) and waits for a marker on the console.
 
 mod initramfs;
-mod kernel;
+pub mod kernel;
 mod vm;
 
 pub use initramfs::{EXTRA_MODULES, Initramfs};

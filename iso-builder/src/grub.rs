@@ -130,7 +130,7 @@ impl BootloaderLock {
     pub fn resolve() -> Result<Self, GrubError> {
         let deb = PACKAGES
             .iter()
-            .map(|p| crate::inputs::resolve(p, None))
+            .map(|p| crate::inputs::resolve(&crate::origins::AptEnv::host(), p, None))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BootloaderLock { deb })
     }

@@ -1,11 +1,13 @@
 //! Pinned Debian packages: resolve a pin from the apt lists, fetch exactly the
-//! pinned file with `apt-get download`, verify its sha256 and keep it in a
+//! pinned file with `apt-get download` from the first origin that serves it
+//! (see [`crate::origins`]), verify its sha256 and keep it in a
 //! content-addressed cache; unpack it with `dpkg-deb`.
 //!
-//! apt is the transport (it knows the host's mirrors and proxies) but never
+//! apt is the transport (it knows mirrors, proxies and signatures) but never
 //! the authority: a file is admitted to the cache only when its sha256 equals
-//! the pin. A version the archive stopped serving is reported by name and
-//! version with the command that refreshes the pins.
+//! the pin, and a cached file is hashed again before each use, so a poisoned
+//! cache is evicted rather than built from. A version no origin serves is
+//! reported with every other such pin, by name and version.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -14,6 +16,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::origins::{self, AptEnv, Origins};
 
 /// One Debian binary package, pinned by version and content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +44,10 @@ impl DebPin {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error(
-        "{packages}: no longer served by the Debian archive (superseded versions are dropped at point releases and security updates); refresh the pins with `{refresh}`"
+        "{}: no longer served by the Debian archive nor by its snapshot at the lock's time (superseded versions are dropped at point releases and security updates); refresh the pins with `{refresh}`",
+        gone.iter().map(|p| format!("{} {}", p.package, p.version)).collect::<Vec<_>>().join(", ")
     )]
-    NotServed { packages: String, refresh: String },
+    NotServed { gone: Vec<DebPin>, refresh: String },
     #[error("{package}: apt knows no such package; run `apt-get update` first, or check the name")]
     UnknownPackage { package: String },
     #[error(
@@ -70,7 +75,7 @@ pub enum InputError {
     },
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InputError {
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InputError {
     let path = path.to_path_buf();
     move |source| InputError::Io { what, path, source }
 }
@@ -96,6 +101,7 @@ pub struct Cache {
     root: PathBuf,
     offline: bool,
     refresh_hint: String,
+    origins: Origins,
 }
 
 impl Cache {
@@ -106,7 +112,19 @@ impl Cache {
             root: root.into(),
             offline: false,
             refresh_hint: refresh_hint.into(),
+            origins: Origins::host(),
         }
+    }
+
+    /// Fetch from these origins (default: the host's apt).
+    pub fn with_origins(mut self, origins: Origins) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// The command quoted when a pin cannot be fetched.
+    pub fn refresh_hint(&self) -> &str {
+        &self.refresh_hint
     }
 
     /// Forbid network fetches: only cached files are used.
@@ -153,75 +171,11 @@ impl Cache {
     /// Path of the cached .deb for `pin`, fetching and verifying it first
     /// when it is not cached yet.
     pub fn deb(&self, pin: &DebPin) -> Result<PathBuf, InputError> {
-        let dest = self.root.join("sha256").join(&pin.sha256);
-        if dest.is_file() {
-            return Ok(dest);
-        }
-        if self.offline {
-            return Err(InputError::Offline {
-                package: pin.package.clone(),
-                version: pin.version.clone(),
-                cache: self.root.clone(),
-            });
-        }
-        let _lock = self.lock()?;
-        if dest.is_file() {
-            return Ok(dest);
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix(".fetch-")
-            .tempdir_in(&self.root)
-            .map_err(io_err("creating temporary directory in", &self.root))?;
-        let out = Command::new("apt-get")
-            .arg("download")
-            .arg("-q")
-            .arg(pin.apt_spec())
-            .current_dir(tmp.path())
-            .output()
-            .map_err(|e| InputError::Tool {
-                command: "apt-get download".into(),
-                detail: format!("{e} (is this a Debian system with apt?)"),
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if stderr.contains("was not found") {
-                return Err(InputError::NotServed {
-                    packages: format!("{} {}", pin.package, pin.version),
-                    refresh: self.refresh_hint.clone(),
-                });
-            }
-            if stderr.contains("Unable to locate package") {
-                return Err(InputError::UnknownPackage {
-                    package: pin.package.clone(),
-                });
-            }
-            return Err(InputError::Tool {
-                command: format!("apt-get download {}", pin.apt_spec()),
-                detail: stderr.trim().to_string(),
-            });
-        }
-        let fetched = fs::read_dir(tmp.path())
-            .map_err(io_err("listing", tmp.path()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| InputError::Tool {
-                command: format!("apt-get download {}", pin.apt_spec()),
-                detail: "succeeded but left no .deb file".into(),
-            })?;
-        let actual = sha256_file(&fetched)?;
-        if actual != pin.sha256 {
-            return Err(InputError::HashMismatch {
-                package: pin.package.clone(),
-                version: pin.version.clone(),
-                expected: pin.sha256.clone(),
-                actual,
-            });
-        }
-        let dir = self.root.join("sha256");
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        fs::rename(&fetched, &dest).map_err(io_err("storing", &dest))?;
-        Ok(dest)
+        let mut v = self.debs(std::slice::from_ref(pin))?;
+        v.pop().ok_or_else(|| InputError::Tool {
+            command: "fetching".into(),
+            detail: format!("{} {} was not fetched", pin.package, pin.version),
+        })
     }
 
     /// The unpacked contents of `pin` (its data.tar), unpacked once.
@@ -289,7 +243,7 @@ pub fn parse_apt_show(text: &str) -> Option<DebPin> {
 
 /// The pin of `package` at `version` (or apt's candidate when `None`), from
 /// the host's apt lists; no download.
-pub fn resolve(package: &str, version: Option<&str>) -> Result<DebPin, InputError> {
+pub fn resolve(apt: &AptEnv, package: &str, version: Option<&str>) -> Result<DebPin, InputError> {
     let spec = match version {
         Some(v) => format!("{package}={v}"),
         None => package.to_string(),
@@ -297,7 +251,7 @@ pub fn resolve(package: &str, version: Option<&str>) -> Result<DebPin, InputErro
     let version = match version {
         Some(v) => v.to_string(),
         None => {
-            let policy = run(Command::new("apt-cache").arg("policy").arg(package))?;
+            let policy = run(apt.command("apt-cache").arg("policy").arg(package))?;
             policy
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("Candidate:").map(str::trim))
@@ -308,7 +262,8 @@ pub fn resolve(package: &str, version: Option<&str>) -> Result<DebPin, InputErro
                 })?
         }
     };
-    let text = run(Command::new("apt-cache")
+    let text = run(apt
+        .command("apt-cache")
         .arg("show")
         .arg("--no-all-versions")
         .arg(format!("{package}={version}")))
@@ -323,12 +278,17 @@ pub fn resolve(package: &str, version: Option<&str>) -> Result<DebPin, InputErro
 
 /// The package a metapackage depends on first, e.g. `linux-image-amd64` →
 /// `linux-image-6.1.0-50-amd64` (apt's candidate, or `version`).
-pub fn first_dependency(package: &str, version: Option<&str>) -> Result<String, InputError> {
+pub fn first_dependency(
+    apt: &AptEnv,
+    package: &str,
+    version: Option<&str>,
+) -> Result<String, InputError> {
     let spec = match version {
         Some(v) => format!("{package}={v}"),
         None => package.to_string(),
     };
-    let text = run(Command::new("apt-cache")
+    let text = run(apt
+        .command("apt-cache")
         .arg("show")
         .arg("--no-all-versions")
         .arg(&spec))?;
@@ -341,6 +301,130 @@ pub fn first_dependency(package: &str, version: Option<&str>) -> Result<String, 
             command: format!("apt-cache show {spec}"),
             detail: "no Depends field".into(),
         })
+}
+
+impl Cache {
+    /// Whether the cached file of `pin` is there and still hashes to its
+    /// pin; a file that does not is evicted.
+    fn cached(&self, pin: &DebPin) -> Result<bool, InputError> {
+        let path = self.root.join("sha256").join(&pin.sha256);
+        if !path.is_file() {
+            return Ok(false);
+        }
+        if sha256_file(&path)? == pin.sha256 {
+            return Ok(true);
+        }
+        eprintln!(
+            "warning: the cached file of {} {} ({}) does not match its pin: evicted, fetching it again",
+            pin.package,
+            pin.version,
+            path.display()
+        );
+        fs::remove_file(&path).map_err(io_err("evicting", &path))?;
+        Ok(false)
+    }
+
+    /// Every pin's .deb: from the cache (hashed again), else from the first
+    /// origin that serves it, each download verified against its pin. The
+    /// pins no origin serves are reported together
+    /// ([`InputError::NotServed`]).
+    pub fn debs(&self, pins: &[DebPin]) -> Result<Vec<PathBuf>, InputError> {
+        let sha_dir = self.root.join("sha256");
+        let mut missing = Vec::new();
+        for p in pins {
+            if !self.cached(p)? {
+                missing.push(p.clone());
+            }
+        }
+        if !missing.is_empty() {
+            if self.offline {
+                let p = &missing[0];
+                let more = match missing.len() - 1 {
+                    0 => String::new(),
+                    n => format!(" (and {n} more)"),
+                };
+                return Err(InputError::Offline {
+                    package: p.package.clone(),
+                    version: format!("{}{more}", p.version),
+                    cache: self.root.clone(),
+                });
+            }
+            let _lock = self.lock()?;
+            fs::create_dir_all(&sha_dir).map_err(io_err("creating", &sha_dir))?;
+            for origin in &self.origins.list {
+                if missing.is_empty() {
+                    break;
+                }
+                let tmp = tempfile::Builder::new()
+                    .prefix(".fetch-")
+                    .tempdir_in(&self.root)
+                    .map_err(io_err("creating temporary directory in", &self.root))?;
+                let gone = match origins::fetch_from(origin, &missing, tmp.path()) {
+                    Ok(gone) => gone,
+                    // An unreachable snapshot archive serves nothing; the
+                    // caller then refreshes or refuses, as for a gone pin.
+                    Err(e) if !origin.live => {
+                        eprintln!("warning: {} could not be read: {e}", origin.label);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.admit(tmp.path(), &missing)?;
+                missing = gone;
+            }
+            if !missing.is_empty() {
+                return Err(InputError::NotServed {
+                    gone: missing,
+                    refresh: self.refresh_hint.clone(),
+                });
+            }
+        }
+        pins.iter()
+            .map(|p| {
+                let path = sha_dir.join(&p.sha256);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(InputError::Tool {
+                        command: "apt-get download".into(),
+                        detail: format!("{} {} was not downloaded", p.package, p.version),
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// Moves every downloaded file in `dir` into the cache under its pin's
+    /// sha256; a file matching no pin's hash is refused.
+    fn admit(&self, dir: &Path, pins: &[DebPin]) -> Result<(), InputError> {
+        let sha_dir = self.root.join("sha256");
+        for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
+            let path = entry.map_err(io_err("listing", dir))?.path();
+            let actual = sha256_file(&path)?;
+            let Some(pin) = pins.iter().find(|p| p.sha256 == actual) else {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let pin = name.as_deref().and_then(|n| {
+                    pins.iter()
+                        .find(|p| n.starts_with(&format!("{}_", p.package)))
+                });
+                return Err(match pin {
+                    Some(p) => InputError::HashMismatch {
+                        package: p.package.clone(),
+                        version: p.version.clone(),
+                        expected: p.sha256.clone(),
+                        actual,
+                    },
+                    None => InputError::Tool {
+                        command: "apt-get download".into(),
+                        detail: format!("fetched an unexpected file {}", path.display()),
+                    },
+                });
+            };
+            let dest = sha_dir.join(&pin.sha256);
+            fs::rename(&path, &dest).map_err(io_err("storing", &dest))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -397,7 +481,7 @@ mod tests {
         if Command::new("apt-get").arg("--version").output().is_err() {
             return;
         }
-        let Ok(mut pin) = resolve("base-files", None) else {
+        let Ok(mut pin) = resolve(&AptEnv::host(), "base-files", None) else {
             return;
         };
         pin.sha256 = "0".repeat(64);
@@ -406,207 +490,5 @@ mod tests {
         let err = cache.deb(&pin).unwrap_err();
         assert!(matches!(err, InputError::HashMismatch { .. }), "{err}");
         assert!(!dir.path().join("sha256").join(&pin.sha256).exists());
-    }
-}
-
-/// A private apt configuration over given sources, independent of the
-/// host's own sources and package state: what the build fetches with.
-#[derive(Debug, Clone)]
-pub struct AptEnv {
-    dir: PathBuf,
-    arch: String,
-    sources: Vec<String>,
-}
-
-impl AptEnv {
-    /// An apt state under `cache_root/apt/HASH` for these source lines.
-    pub fn new(cache_root: &Path, sources: &[String], arch: &str) -> Result<Self, InputError> {
-        let mut h = Sha256::new();
-        for s in sources {
-            h.update(s.as_bytes());
-            h.update(b"\n");
-        }
-        let dir = cache_root
-            .join("apt")
-            .join(&hex::encode(h.finalize())[..16]);
-        for sub in [
-            "state/lists/partial",
-            "cache/archives/partial",
-            "sources.list.d",
-        ] {
-            let p = dir.join(sub);
-            if !p.is_dir() {
-                fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
-            }
-        }
-        let list = dir.join("sources.list");
-        let text = sources.join("\n") + "\n";
-        // Written only when it changes, so a user who can only read the cache
-        // can still build from it.
-        if fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
-            fs::write(&list, text).map_err(io_err("writing", &list))?;
-        }
-        let status = dir.join("status");
-        if !status.exists() {
-            fs::write(&status, "").map_err(io_err("writing", &status))?;
-        }
-        Ok(Self {
-            dir,
-            arch: arch.to_string(),
-            sources: sources.to_vec(),
-        })
-    }
-
-    /// The one-line sources this state fetches from.
-    pub fn sources(&self) -> &[String] {
-        &self.sources
-    }
-
-    /// The `-o` options that point apt at this state.
-    pub fn options(&self) -> Vec<String> {
-        let d = self.dir.display();
-        vec![
-            format!("-oDir::Etc::SourceList={d}/sources.list"),
-            format!("-oDir::Etc::SourceParts={d}/sources.list.d"),
-            format!("-oDir::State={d}/state"),
-            format!("-oDir::State::status={d}/status"),
-            format!("-oDir::Cache={d}/cache"),
-            format!("-oAPT::Architecture={}", self.arch),
-            "-oAPT::Sandbox::User=root".to_string(),
-        ]
-    }
-
-    /// Downloads the package lists.
-    pub fn update(&self) -> Result<(), InputError> {
-        run(Command::new("apt-get")
-            .args(self.options())
-            .args(["update", "-q"]))?;
-        Ok(())
-    }
-
-    fn has_lists(&self) -> bool {
-        fs::read_dir(self.dir.join("state/lists"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
-            })
-            .unwrap_or(false)
-    }
-}
-
-impl Cache {
-    /// Every pin's .deb, fetching the missing ones in one apt call through
-    /// `apt` (updating its lists once if a version is not found), each
-    /// verified against its pin. All versions the archive no longer serves
-    /// are reported together.
-    pub fn debs(&self, pins: &[DebPin], apt: &AptEnv) -> Result<Vec<PathBuf>, InputError> {
-        let sha_dir = self.root.join("sha256");
-        let missing: Vec<&DebPin> = pins
-            .iter()
-            .filter(|p| !sha_dir.join(&p.sha256).is_file())
-            .collect();
-        if !missing.is_empty() {
-            if self.offline {
-                let p = missing[0];
-                return Err(InputError::Offline {
-                    package: format!("{} (and {} more)", p.package, missing.len() - 1),
-                    version: p.version.clone(),
-                    cache: self.root.clone(),
-                });
-            }
-            let _lock = self.lock()?;
-            if !apt.has_lists() {
-                apt.update()?;
-            }
-            let tmp = tempfile::Builder::new()
-                .prefix(".fetch-")
-                .tempdir_in(&self.root)
-                .map_err(io_err("creating temporary directory in", &self.root))?;
-            let specs: Vec<String> = missing.iter().map(|p| p.apt_spec()).collect();
-            let download = |specs: &[String]| {
-                Command::new("apt-get")
-                    .args(apt.options())
-                    .args(["download", "-q"])
-                    .args(specs)
-                    .current_dir(tmp.path())
-                    .output()
-            };
-            let mut out = download(&specs).map_err(|e| InputError::Tool {
-                command: "apt-get download".into(),
-                detail: e.to_string(),
-            })?;
-            if !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("was not found")
-            {
-                apt.update()?;
-                out = download(&specs).map_err(|e| InputError::Tool {
-                    command: "apt-get download".into(),
-                    detail: e.to_string(),
-                })?;
-            }
-            if !out.status.success() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let gone: Vec<String> = stderr
-                    .lines()
-                    .filter_map(|l| {
-                        let rest = l.strip_prefix("E: Version '")?;
-                        let (ver, rest) = rest.split_once("' for '")?;
-                        let (pkg, _) = rest.split_once('\'')?;
-                        let pkg = pkg.split(':').next().unwrap_or(pkg);
-                        Some(format!("{pkg} {ver}"))
-                    })
-                    .collect();
-                if !gone.is_empty() {
-                    return Err(InputError::NotServed {
-                        packages: gone.join(", "),
-                        refresh: self.refresh_hint.clone(),
-                    });
-                }
-                return Err(InputError::Tool {
-                    command: "apt-get download".into(),
-                    detail: stderr.trim().to_string(),
-                });
-            }
-            fs::create_dir_all(&sha_dir).map_err(io_err("creating", &sha_dir))?;
-            for entry in fs::read_dir(tmp.path()).map_err(io_err("listing", tmp.path()))? {
-                let path = entry.map_err(io_err("listing", tmp.path()))?.path();
-                let actual = sha256_file(&path)?;
-                let Some(pin) = missing.iter().find(|p| p.sha256 == actual) else {
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                    let pin = name.as_deref().and_then(|n| {
-                        missing
-                            .iter()
-                            .find(|p| n.starts_with(&format!("{}_", p.package)))
-                    });
-                    return Err(match pin {
-                        Some(p) => InputError::HashMismatch {
-                            package: p.package.clone(),
-                            version: p.version.clone(),
-                            expected: p.sha256.clone(),
-                            actual,
-                        },
-                        None => InputError::Tool {
-                            command: "apt-get download".into(),
-                            detail: format!("fetched an unexpected file {}", path.display()),
-                        },
-                    });
-                };
-                let dest = sha_dir.join(&pin.sha256);
-                fs::rename(&path, &dest).map_err(io_err("storing", &dest))?;
-            }
-        }
-        pins.iter()
-            .map(|p| {
-                let path = sha_dir.join(&p.sha256);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(InputError::Tool {
-                        command: "apt-get download".into(),
-                        detail: format!("{} {} was not downloaded", p.package, p.version),
-                    })
-                }
-            })
-            .collect()
     }
 }

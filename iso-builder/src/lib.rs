@@ -19,6 +19,7 @@ pub mod live;
 pub mod lock;
 pub mod manifest;
 pub mod master;
+pub mod origins;
 pub mod pipeline;
 pub mod recipe;
 pub mod rockridge;

@@ -52,6 +52,12 @@ pub struct Manifest {
     /// Intermediate images (compressed trees, initramfs, our binaries).
     pub images: Vec<Artifact>,
     pub output: Artifact,
+    /// Pins this build refreshed because nothing served them any more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refreshed: Vec<crate::lock::Change>,
+    /// `rustc -vV` of the compiler that built our programs on the medium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<String>,
 }
 
 /// Locked packages merged across trees, sorted.
@@ -196,10 +202,16 @@ pub fn sbom(manifest: &Manifest) -> Result<String, SbomError> {
             manufacture: None,
             supplier: None,
             licenses: None,
-            properties: Some(Properties(vec![Property::new(
-                "bulkhead:builder",
-                &manifest.builder,
-            )])),
+            properties: Some(Properties(
+                std::iter::once(Property::new("bulkhead:builder", &manifest.builder))
+                    .chain(
+                        manifest
+                            .toolchain
+                            .iter()
+                            .map(|t| Property::new("bulkhead:toolchain", t)),
+                    )
+                    .collect(),
+            )),
             lifecycles: None,
         }),
         components: Some(Components(components)),
@@ -238,8 +250,9 @@ mod tests {
         );
         trees.insert("payload".into(), vec![pin("dpkg", "1.21")]);
         Lock {
-            format: 1,
+            format: crate::lock::FORMAT,
             recipe_sha256: "0".repeat(64),
+            resolved_at: "2026-12-01T00:00:00Z".into(),
             trees,
         }
     }
@@ -260,6 +273,8 @@ mod tests {
                 sha256: "cd".repeat(32),
                 size: 2048,
             },
+            refreshed: vec![],
+            toolchain: Some("rustc 1.95.0 (59807616e 2026-04-14)\nrelease: 1.95.0\n".into()),
         }
     }
 
@@ -292,6 +307,12 @@ mod tests {
         assert!(
             purl.starts_with("pkg:deb/debian/busybox-static@1"),
             "{purl}"
+        );
+        let props = v["metadata"]["properties"].as_array().unwrap();
+        assert!(
+            props.iter().any(|p| p["name"] == "bulkhead:toolchain"
+                && p["value"].as_str().unwrap().contains("release: 1.95.0")),
+            "{props:?}"
         );
         // Parsed back by the same library.
         let back = Bom::parse_from_json_v1_5(a.as_bytes()).unwrap();

@@ -4,6 +4,12 @@
 //!
 //! Nothing is written under a final name until it is complete: the image is
 //! mastered to a temporary file in the output directory and renamed last.
+//!
+//! A pin no origin serves any more is refreshed (its tree resolved again,
+//! keeping every pin still served), named in a notice and in manifest.json,
+//! and the lock actually built from is written beside the image as
+//! `inputs.lock`; with `locked` the build refuses instead, as
+//! `cargo build --locked` does.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,12 +18,13 @@ use std::time::{Duration, Instant};
 use crate::checksum::{self, ChecksumError};
 use crate::compress::{self, CompressError};
 use crate::grub::{self, BootloaderLock, GrubError};
-use crate::inputs::{self, AptEnv, Cache, DebPin, InputError};
+use crate::inputs::{self, Cache, DebPin, InputError};
 use crate::isotree::{Tree, TreeError};
 use crate::live::{self, LiveError, LiveInitramfs};
-use crate::lock::{Lock, LockError};
+use crate::lock::{Change, Lock, LockError};
 use crate::manifest::{self, Artifact, Manifest, SbomError};
 use crate::master::{self, MasterError, MasterOptions};
+use crate::origins::Origins;
 use crate::recipe::{Recipe, RecipeError};
 use crate::rootfs::{self, BuildEnv, RootfsError};
 
@@ -56,6 +63,14 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Config(String),
+    #[error(
+        "--locked: {}: served neither by the archive nor by its snapshot at the lock's time ({resolved_at}); build without --locked to refresh them (the build names each change and writes the new lock into the output directory), or run `cargo xtask lock`",
+        gone.iter().map(|(t, p)| format!("tree {t}: {} {}", p.package, p.version)).collect::<Vec<_>>().join(", ")
+    )]
+    Locked {
+        gone: Vec<(String, DebPin)>,
+        resolved_at: String,
+    },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
@@ -73,15 +88,23 @@ pub struct BuildOptions {
     /// Our own programs carried on the medium under `bulkhead/bin/`.
     pub binaries: Vec<PathBuf>,
     pub threads: usize,
+    /// Refuse to build when a pin must be refreshed.
+    pub locked: bool,
+    /// `rustc -vV` of the compiler that built `binaries`, for the manifest.
+    pub toolchain: Option<String>,
 }
 
 /// Told about each stage as the build goes.
 pub trait Progress {
     fn start(&mut self, stage: &str);
     fn finish(&mut self, stage: &str, note: &str);
+    /// Something the user must know (a refreshed pin); printed by default.
+    fn notice(&mut self, text: &str) {
+        eprintln!("notice: {text}");
+    }
 }
 
-/// Prints nothing.
+/// Prints nothing but notices.
 pub struct Quiet;
 impl Progress for Quiet {
     fn start(&mut self, _: &str) {}
@@ -93,6 +116,8 @@ impl Progress for Quiet {
 pub struct BuildReport {
     pub iso: PathBuf,
     pub manifest: Manifest,
+    /// The pins this build refreshed (empty when the lock was current).
+    pub refreshed: Vec<Change>,
     /// Stage, time taken, note (e.g. "cached").
     pub stages: Vec<(String, Duration, String)>,
 }
@@ -146,9 +171,9 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
     };
     let recipe_text = fs::read_to_string(&opts.recipe).map_err(io_err("reading", &opts.recipe))?;
     let recipe = Recipe::parse(&recipe_text, &opts.recipe.display().to_string())?;
-    let lock = Lock::read(&opts.lock)?;
+    let mut lock = Lock::read(&opts.lock)?;
     lock.check(&recipe, &opts.lock)?;
-    let lock_text = fs::read_to_string(&opts.lock).map_err(io_err("reading", &opts.lock))?;
+    let mut lock_text = fs::read_to_string(&opts.lock).map_err(io_err("reading", &opts.lock))?;
     let sde = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
             BuildError::Config(format!(
@@ -157,35 +182,25 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         })?,
         _ => recipe.release.source_date_epoch,
     };
-    let cache = &opts.cache;
-    let apt = AptEnv::new(
-        cache.root(),
-        &recipe.debian.sources,
-        &recipe.debian.architecture,
+    let cache = &with_origins(&opts.cache, &recipe, &lock)?;
+    let (images, refreshed) = trees(
+        &mut st,
+        &recipe,
+        &mut lock,
+        cache,
+        &TreeOptions {
+            binaries: &opts.binaries,
+            threads: opts.threads,
+            locked: opts.locked,
+            source_date_epoch: sde,
+        },
     )?;
-
-    let mut images = Vec::new();
-    for (name, tree) in &recipe.trees {
-        let pins = &lock.trees[name];
-        let extras = tree_extras(name, &opts.binaries)?;
-        let img = st.run(&format!("tree {name}"), || {
-            let img = rootfs::build(
-                name,
-                tree,
-                pins,
-                BuildEnv {
-                    suite: &recipe.debian.suite,
-                    extras: &extras,
-                    cache,
-                    apt: &apt,
-                    source_date_epoch: sde,
-                    threads: opts.threads,
-                },
-            )?;
-            let note = if img.cached { "cached" } else { "built" }.to_string();
-            Ok((img, note))
-        })?;
-        images.push(img);
+    if !refreshed.is_empty() {
+        lock_text = lock.to_text();
+        st.progress.notice(&format!(
+            "inputs.lock was refreshed: the lock this image was built from is {}; commit it, or run `cargo xtask lock`",
+            opts.out_dir.join("inputs.lock").display()
+        ));
     }
 
     let work = tempfile::Builder::new()
@@ -247,7 +262,14 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         for img in &images {
             let dest = format!("live/{}.squashfs", img.name);
             tree.add_host_file(&dest, &img.path, 0o444)?;
-            image_artifacts.push(artifact(&dest, &img.path)?);
+            let size = fs::metadata(&img.path)
+                .map_err(io_err("reading", &img.path))?
+                .len();
+            image_artifacts.push(Artifact {
+                name: dest,
+                sha256: img.sha256.clone(),
+                size,
+            });
         }
         tree.add_bytes(live::ID_FILE, medium_id.clone().into_bytes(), 0o444)?;
         tree.add_bytes("bulkhead/iso.toml", recipe_text.clone().into_bytes(), 0o444)?;
@@ -316,15 +338,20 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
             inputs: inputs_list,
             images: image_artifacts.clone(),
             output,
+            refreshed: refreshed.clone(),
+            toolchain: opts.toolchain.clone(),
         };
         let stem = iso_name.trim_end_matches(".iso");
         let manifest_path = opts.out_dir.join("manifest.json");
         let sbom_path = opts.out_dir.join(format!("{stem}.cdx.json"));
         write_atomic(&manifest_path, m.to_json().as_bytes())?;
+        let lock_out = opts.out_dir.join("inputs.lock");
+        write_atomic(&lock_out, lock_text.as_bytes())?;
         write_atomic(&sbom_path, manifest::sbom(&m)?.as_bytes())?;
         let sums = manifest::sha256sums(&[
             m.output.clone(),
             artifact("manifest.json", &manifest_path)?,
+            artifact("inputs.lock", &lock_out)?,
             artifact(&format!("{stem}.cdx.json"), &sbom_path)?,
         ]);
         write_atomic(&opts.out_dir.join("SHA256SUMS"), sums.as_bytes())?;
@@ -334,8 +361,120 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
     Ok(BuildReport {
         iso: final_iso,
         manifest,
+        refreshed,
         stages: st.done,
     })
+}
+
+/// How [`build_trees`] builds.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeOptions<'a> {
+    /// Our programs (the payload carries firstboot).
+    pub binaries: &'a [PathBuf],
+    pub threads: usize,
+    /// Refuse instead of refreshing pins nothing serves.
+    pub locked: bool,
+    pub source_date_epoch: u64,
+}
+
+/// `cache` fetching from the recipe's archive, then from its snapshot
+/// archive at the lock's time.
+pub fn with_origins(cache: &Cache, recipe: &Recipe, lock: &Lock) -> Result<Cache, BuildError> {
+    let origins = Origins::new(
+        cache.root(),
+        &recipe.debian.sources,
+        &recipe.debian.architecture,
+        &recipe.debian.snapshot,
+        Some(&lock.resolved_at),
+    )?;
+    Ok(cache.clone().with_origins(origins))
+}
+
+/// Every tree's image (cached or built), refreshing in `lock` the pins no
+/// origin serves (or refusing, when `locked`); returns what moved.
+pub fn build_trees(
+    recipe: &Recipe,
+    lock: &mut Lock,
+    cache: &Cache,
+    o: &TreeOptions<'_>,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<rootfs::TreeImage>, Vec<Change>), BuildError> {
+    let mut st = Stages {
+        progress,
+        done: Vec::new(),
+    };
+    trees(&mut st, recipe, lock, cache, o)
+}
+
+fn trees(
+    st: &mut Stages<'_>,
+    recipe: &Recipe,
+    lock: &mut Lock,
+    cache: &Cache,
+    o: &TreeOptions<'_>,
+) -> Result<(Vec<rootfs::TreeImage>, Vec<Change>), BuildError> {
+    let mut images = Vec::new();
+    let mut refreshed = Vec::new();
+    for (name, tree) in &recipe.trees {
+        let extras = tree_extras(name, o.binaries)?;
+        let mut attempt = 0;
+        let img = loop {
+            attempt += 1;
+            let pins = &lock.trees[name];
+            let built = st.run(&format!("tree {name}"), || {
+                let img = rootfs::build(
+                    name,
+                    tree,
+                    pins,
+                    BuildEnv {
+                        suite: &recipe.debian.suite,
+                        extras: &extras,
+                        cache,
+                        sources: &recipe.debian.sources,
+                        source_date_epoch: o.source_date_epoch,
+                        threads: o.threads,
+                    },
+                );
+                match img {
+                    Ok(img) => {
+                        let note = if img.cached { "cached" } else { "built" }.to_string();
+                        Ok((Ok(img), note))
+                    }
+                    Err(RootfsError::Input(InputError::NotServed { gone, .. })) if attempt == 1 => {
+                        Ok((Err(gone), "pins no longer served".to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })?;
+            let gone = match built {
+                Ok(img) => break img,
+                Err(gone) => gone,
+            };
+            if o.locked {
+                return Err(BuildError::Locked {
+                    gone: gone.into_iter().map(|p| (name.clone(), p)).collect(),
+                    resolved_at: lock.resolved_at.clone(),
+                });
+            }
+            let scratch = tempfile::Builder::new()
+                .prefix(".refresh-")
+                .tempdir_in(cache.root())
+                .map_err(io_err("creating a work directory in", cache.root()))?;
+            let moved = st.run(&format!("refresh tree {name}"), || {
+                let moved = lock.refresh_tree(recipe, name, &gone, scratch.path())?;
+                let note = format!("{} pins moved", moved.len());
+                Ok((moved, note))
+            })?;
+            for c in &moved {
+                st.progress.notice(&format!(
+                    "refreshed {c} (the locked version is no longer served)"
+                ));
+            }
+            refreshed.extend(moved);
+        };
+        images.push(img);
+    }
+    Ok((images, refreshed))
 }
 
 /// Our files in each named tree: the live system's init and consoles, the

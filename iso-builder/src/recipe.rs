@@ -52,10 +52,24 @@ pub struct Debian {
     /// `cargo xtask lock` resolves the package sets against. Builds never
     /// use them: they install exactly the locked files.
     pub sources: Vec<String>,
+    /// Base URL of a Debian snapshot archive (snapshot.debian.org's layout:
+    /// `BASE/ARCHIVE/YYYYMMDDTHHMMSSZ/`, ARCHIVE being the last path part of
+    /// each source's URI). A pinned file the sources no longer serve is
+    /// fetched from there at the lock's `resolved_at`. Point it at a mirror
+    /// of your own; changing it does not invalidate the lock.
+    #[serde(default = "default_snapshot")]
+    pub snapshot: String,
 }
 
 fn default_arch() -> String {
     "amd64".into()
+}
+
+/// snapshot.debian.org, the archive of every file Debian ever published.
+pub const DEFAULT_SNAPSHOT: &str = "http://snapshot.debian.org/archive";
+
+fn default_snapshot() -> String {
+    DEFAULT_SNAPSHOT.into()
 }
 
 /// One root tree.
@@ -192,6 +206,17 @@ impl Recipe {
                     format!("{s:?} is not a one-line apt source (`deb URI SUITE [COMPONENTS]`)"),
                 ));
             }
+        }
+        let snap = self.debian.snapshot.trim_end_matches('/');
+        if !(snap.starts_with("http://")
+            || snap.starts_with("https://")
+            || snap.starts_with("file:/"))
+            || snap.contains(char::is_whitespace)
+        {
+            return Some((
+                at(&["debian", "snapshot"]),
+                format!("{snap:?} is not an http(s):// or file:/ URL, e.g. \"{DEFAULT_SNAPSHOT}\""),
+            ));
         }
         for (name, tree) in &self.trees {
             if !TREES.contains(&name.as_str()) {

@@ -21,7 +21,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::inputs::{AptEnv, Cache, DebPin, InputError};
+use crate::inputs::{self, Cache, DebPin, InputError};
 use crate::recipe::Tree;
 
 /// Bumped whenever assembly changes in a way that changes its output.
@@ -77,6 +77,8 @@ struct Assembly<'a> {
     target: &'a Path,
     listing: &'a Path,
     extra_hook: Option<String>,
+    /// An apt preferences file (exact versions to prefer).
+    preferences: Option<&'a Path>,
     source_date_epoch: u64,
 }
 
@@ -96,6 +98,12 @@ impl Assembly<'_> {
             .env("TZ", "UTC");
         if !self.include.is_empty() {
             cmd.arg(format!("--include={}", self.include.join(",")));
+        }
+        if let Some(p) = self.preferences {
+            cmd.arg(format!(
+                "--aptopt=Dir::Etc::Preferences \"{}\"",
+                p.display()
+            ));
         }
         // Kernel packages would build an initramfs nobody uses (the live
         // system has its own; the installed system builds one on the target).
@@ -135,7 +143,9 @@ fn read_listing(path: &Path) -> Result<Vec<(String, String, String)>, RootfsErro
 
 /// Resolves `tree` against `sources`: assembles it once in a scratch
 /// directory and pins every package dpkg installed, with the sha256 and size
-/// apt's lists give for that exact version.
+/// apt's lists give for that exact version. apt prefers the versions in
+/// `prefer` (each with priority 1001: taken whenever the archive still
+/// serves it), so a refresh moves only what it must.
 pub fn resolve(
     name: &str,
     suite: &str,
@@ -143,11 +153,25 @@ pub fn resolve(
     sources: &[String],
     scratch: &Path,
     source_date_epoch: u64,
+    prefer: &[DebPin],
 ) -> Result<Vec<DebPin>, RootfsError> {
     let target = scratch.join(format!("resolve-{name}"));
     let listing = scratch.join(format!("resolve-{name}.list"));
     let show = scratch.join(format!("resolve-{name}.show"));
     let _ = fs::remove_dir_all(&target);
+    let prefs = scratch.join(format!("resolve-{name}.pref"));
+    if !prefer.is_empty() {
+        let text: String = prefer
+            .iter()
+            .map(|p| {
+                format!(
+                    "Package: {}:{}\nPin: version {}\nPin-Priority: 1001\n\n",
+                    p.package, p.arch, p.version
+                )
+            })
+            .collect();
+        fs::write(&prefs, text).map_err(io_err("writing", &prefs))?;
+    }
     let hook = format!(
         "APT_CONFIG=\"$MMDEBSTRAP_APT_CONFIG\" apt-cache show --no-all-versions $(awk -F'\\t' '{{print $1\":\"$3\"=\"$2}}' {}) > {}",
         listing.display(),
@@ -161,6 +185,7 @@ pub fn resolve(
         target: &target,
         listing: &listing,
         extra_hook: Some(hook),
+        preferences: (!prefer.is_empty()).then_some(prefs.as_path()),
         source_date_epoch,
     }
     .run()?;
@@ -225,6 +250,8 @@ pub struct TreeImage {
     /// The squashfs image in the cache.
     pub path: PathBuf,
     pub key: String,
+    /// sha256 of the image, recorded when it was made and checked on reuse.
+    pub sha256: String,
     /// Whether it came from the cache.
     pub cached: bool,
 }
@@ -327,7 +354,8 @@ pub struct BuildEnv<'a> {
     /// Files added after assembly (see [`Extra`]).
     pub extras: &'a [Extra],
     pub cache: &'a Cache,
-    pub apt: &'a AptEnv,
+    /// The recipe's sources: the tree's own /etc/apt/sources.list.
+    pub sources: &'a [String],
     pub source_date_epoch: u64,
     pub threads: usize,
 }
@@ -343,7 +371,7 @@ pub fn build(
         suite,
         extras,
         cache,
-        apt,
+        sources,
         source_date_epoch,
         threads,
     } = env;
@@ -351,7 +379,7 @@ pub fn build(
     let key = {
         let mut h = Sha256::new();
         h.update(image_key(name, suite, tree, pins, source_date_epoch).as_bytes());
-        for s in apt.sources() {
+        for s in sources {
             h.update(format!("source {s}\n").as_bytes());
         }
         for e in extras {
@@ -361,16 +389,27 @@ pub fn build(
     };
     let images = cache.root().join("images");
     let dest = images.join(format!("{key}.squashfs"));
+    let record = images.join(format!("{key}.squashfs.sha256"));
     if dest.is_file() {
-        return Ok(TreeImage {
-            name: name.to_string(),
-            path: dest,
-            key,
-            cached: true,
-        });
+        let recorded = fs::read_to_string(&record).unwrap_or_default();
+        let actual = inputs::sha256_file(&dest)?;
+        if recorded.trim() == actual {
+            return Ok(TreeImage {
+                name: name.to_string(),
+                path: dest,
+                key,
+                sha256: actual,
+                cached: true,
+            });
+        }
+        eprintln!(
+            "warning: the cached image of tree `{name}` ({}) does not match the hash recorded when it was made: evicted, rebuilding it",
+            dest.display()
+        );
+        fs::remove_file(&dest).map_err(io_err("evicting", &dest))?;
     }
     fs::create_dir_all(&images).map_err(io_err("creating", &images))?;
-    let debs = cache.debs(pins, apt)?;
+    let debs = cache.debs(pins)?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".tree-{name}-"))
         .tempdir_in(cache.root())
@@ -413,6 +452,7 @@ pub fn build(
         target: &target,
         listing: &listing,
         extra_hook: None,
+        preferences: None,
         source_date_epoch,
     }
     .run()?;
@@ -445,15 +485,18 @@ pub fn build(
     // mmdebstrap recorded the private repository (a temporary path) as the
     // tree's apt source; the tree gets the recipe's sources instead.
     let list = target.join("etc/apt/sources.list");
-    fs::write(&list, apt.sources().join("\n") + "\n").map_err(io_err("writing", &list))?;
+    fs::write(&list, sources.join("\n") + "\n").map_err(io_err("writing", &list))?;
     let partial = images.join(format!("{key}.squashfs.partial"));
     let _ = fs::remove_file(&partial);
     squash(&target, &partial, source_date_epoch, threads)?;
+    let sha256 = inputs::sha256_file(&partial)?;
+    fs::write(&record, format!("{sha256}\n")).map_err(io_err("writing", &record))?;
     fs::rename(&partial, &dest).map_err(io_err("storing", &dest))?;
     Ok(TreeImage {
         name: name.to_string(),
         path: dest,
         key,
+        sha256,
         cached: false,
     })
 }

@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
-use iso_builder::inputs::{AptEnv, Cache, InputError};
+use iso_builder::inputs::{Cache, InputError};
 use iso_builder::lock::Lock;
+use iso_builder::origins::Origins;
 use iso_builder::recipe::Recipe;
 use iso_builder::rootfs::{self, BuildEnv, Extra, RootfsError};
 
@@ -45,7 +46,14 @@ fn lock_then_build_twice_gives_identical_images() {
     assert_eq!(Lock::read(&lock_path).unwrap(), lock);
 
     let downloads = tempfile::tempdir().unwrap();
-    let apt = AptEnv::new(downloads.path(), &recipe.debian.sources, "amd64").unwrap();
+    let origins = Origins::new(
+        downloads.path(),
+        &recipe.debian.sources,
+        "amd64",
+        &recipe.debian.snapshot,
+        None,
+    )
+    .unwrap();
     let t = &recipe.trees["live"];
     let extras = [
         Extra::file("usr/lib/bulkhead/hello", "echo hi\n", 0o755),
@@ -58,7 +66,8 @@ fn lock_then_build_twice_gives_identical_images() {
         let sha = images_root.path().join("sha256");
         std::os::unix::fs::symlink(downloads.path().join("sha256"), &sha).ok();
         std::fs::create_dir_all(downloads.path().join("sha256")).unwrap();
-        let cache = Cache::new(images_root.path(), "cargo xtask lock");
+        let cache =
+            Cache::new(images_root.path(), "cargo xtask lock").with_origins(origins.clone());
         let img = rootfs::build(
             "live",
             t,
@@ -67,7 +76,7 @@ fn lock_then_build_twice_gives_identical_images() {
                 suite: "bookworm",
                 extras: &extras,
                 cache: &cache,
-                apt: &apt,
+                sources: &recipe.debian.sources,
                 source_date_epoch: 1_700_000_000,
                 threads,
             },
@@ -82,7 +91,7 @@ fn lock_then_build_twice_gives_identical_images() {
                 suite: "bookworm",
                 extras: &extras,
                 cache: &cache,
-                apt: &apt,
+                sources: &recipe.debian.sources,
                 source_date_epoch: 1_700_000_000,
                 threads,
             },
@@ -145,7 +154,7 @@ fn lock_then_build_twice_gives_identical_images() {
         .unwrap();
     victim.sha256 = "0".repeat(64);
     let fresh = tempfile::tempdir().unwrap();
-    let cache = Cache::new(fresh.path(), "cargo xtask lock");
+    let cache = Cache::new(fresh.path(), "cargo xtask lock").with_origins(origins.clone());
     let err = rootfs::build(
         "live",
         t,
@@ -154,7 +163,7 @@ fn lock_then_build_twice_gives_identical_images() {
             suite: "bookworm",
             extras: &[],
             cache: &cache,
-            apt: &apt,
+            sources: &recipe.debian.sources,
             source_date_epoch: 1_700_000_000,
             threads: 2,
         },
@@ -180,7 +189,7 @@ fn lock_then_build_twice_gives_identical_images() {
     victim.version = "1:0.0-bulkhead-gone".into();
     victim.sha256 = "1".repeat(64);
     let fresh = tempfile::tempdir().unwrap();
-    let cache = Cache::new(fresh.path(), "cargo xtask lock");
+    let cache = Cache::new(fresh.path(), "cargo xtask lock").with_origins(origins.clone());
     let err = rootfs::build(
         "live",
         t,
@@ -189,7 +198,7 @@ fn lock_then_build_twice_gives_identical_images() {
             suite: "bookworm",
             extras: &[],
             cache: &cache,
-            apt: &apt,
+            sources: &recipe.debian.sources,
             source_date_epoch: 1_700_000_000,
             threads: 2,
         },
@@ -206,6 +215,7 @@ fn stale_lock_is_refused() {
     let lock = Lock {
         format: iso_builder::lock::FORMAT,
         recipe_sha256: "0".repeat(64),
+        resolved_at: "2026-12-01T00:00:00Z".into(),
         trees: Default::default(),
     };
     let err = lock

@@ -81,10 +81,13 @@ pub fn build_binaries(root: &Path) -> Result<Vec<PathBuf>> {
         .args([
             "build",
             "--release",
+            "--locked",
             "--bins",
             "--workspace",
             "--exclude",
             "xtask",
+            "--exclude",
+            "bench",
         ])
         .env("CARGO_ENCODED_RUSTFLAGS", flags))?;
     let dir = root.join("target/release");
@@ -97,6 +100,20 @@ pub fn build_binaries(root: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn recipe_paths(root: &Path) -> (PathBuf, PathBuf) {
     (root.join("iso.toml"), root.join("inputs.lock"))
+}
+
+/// `rustc -vV` of the toolchain that builds the medium's programs.
+fn toolchain() -> Result<String> {
+    crate::output(Command::new("rustc").arg("-vV"))
+}
+
+/// How a build treats its lock.
+#[derive(Debug, Clone)]
+pub struct LockUse {
+    /// The lock to build from.
+    pub path: PathBuf,
+    /// Refuse instead of refreshing pins nothing serves.
+    pub locked: bool,
 }
 
 /// `cargo xtask lock`.
@@ -145,15 +162,18 @@ pub fn build_iso(
     cache: &Path,
     binaries: Vec<PathBuf>,
     offline: bool,
+    lock: &LockUse,
 ) -> Result<BuildReport> {
-    let (recipe, lock_path) = recipe_paths(root);
+    let (recipe, _) = recipe_paths(root);
     let opts = BuildOptions {
         recipe,
-        lock: lock_path,
+        lock: lock.path.clone(),
         out_dir: out.to_path_buf(),
         cache: Cache::new(cache, lock::REFRESH).offline(offline),
         binaries,
         threads: threads(),
+        locked: lock.locked,
+        toolchain: Some(toolchain()?),
     };
     let t = Instant::now();
     let r = pipeline::build(&opts, &mut Bars::new())?;
@@ -162,7 +182,7 @@ pub fn build_iso(
 }
 
 /// `cargo xtask iso`.
-pub fn iso(root: &Path, out: &Path, offline: bool) -> Result<BuildReport> {
+pub fn iso(root: &Path, out: &Path, offline: bool, lock: &LockUse) -> Result<BuildReport> {
     crate::host::ensure_packages(root)?;
     let t = Instant::now();
     let bins = build_binaries(root)?;
@@ -172,14 +192,16 @@ pub fn iso(root: &Path, out: &Path, offline: bool) -> Result<BuildReport> {
         t.elapsed().as_secs_f64(),
         bins.len()
     );
-    build_iso(root, out, &Cache::default_root(), bins, offline)
+    build_iso(root, out, &Cache::default_root(), bins, offline, lock)
 }
 
 /// `cargo xtask repro`: two builds from the same cache in different
 /// directories, with a different TZ, umask, LANG, user and clock, compared
-/// byte for byte.
-pub fn repro(root: &Path) -> Result<()> {
+/// byte for byte. Both build `--locked` from `lock` (the lock a release
+/// ships: out/inputs.lock after `cargo xtask iso`).
+pub fn repro(root: &Path, lock: &Path) -> Result<()> {
     crate::host::ensure_packages(root)?;
+    let lock = std::path::absolute(lock)?;
     let bins = build_binaries(root)?;
     let cache = Cache::default_root();
     let base = root.join("target/repro");
@@ -203,6 +225,9 @@ pub fn repro(root: &Path) -> Result<()> {
         .arg("sh")
         .arg(&exe)
         .arg("build-iso")
+        .arg("--locked")
+        .arg("--lock")
+        .arg(&lock)
         .arg("--out")
         .arg(&a)
         .arg("--cache")
@@ -238,6 +263,9 @@ pub fn repro(root: &Path) -> Result<()> {
     cmd.args(["sh", "-c", "umask 077; exec \"$@\"", "sh"])
         .arg(&exe)
         .arg("build-iso")
+        .arg("--locked")
+        .arg("--lock")
+        .arg(&lock)
         .arg("--offline")
         .arg("--out")
         .arg(&b)

@@ -1,6 +1,5 @@
 //! Developer and CI entry points: `cargo xtask test`, `pin-kernel`, `bench`.
 
-mod bench;
 mod e2e;
 mod host;
 mod iso;
@@ -39,7 +38,9 @@ enum Cmd {
     HostPackages,
     /// Resolve iso.toml's package sets against Debian and write inputs.lock.
     Lock,
-    /// Build the ISO from iso.toml and inputs.lock into out/.
+    /// Build the ISO from iso.toml and inputs.lock into out/. A pin Debian
+    /// no longer serves (nor its snapshot archive) is refreshed, named, and
+    /// the lock built from is written to out/inputs.lock.
     Iso {
         /// Output directory.
         #[arg(long, default_value = "out")]
@@ -47,10 +48,17 @@ enum Cmd {
         /// Build from the cache alone; fail naming what is missing.
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Build the ISO twice (different directory, TZ, umask, LANG, user,
-    /// clock) and compare the results byte for byte.
-    Repro,
+    /// clock) and compare the results byte for byte; both `--locked`.
+    Repro {
+        /// The lock to build from (default: out/inputs.lock, the one the
+        /// last `cargo xtask iso` built from, else inputs.lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
     /// Check an image's payload and template, then boot it under QEMU TCG:
     /// to the installer's first screen (SeaBIOS and OVMF, CD, USB, NVMe),
     /// the hardware-check and verify entries, the template's root.
@@ -86,7 +94,29 @@ enum Cmd {
         bins: Vec<PathBuf>,
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct LockArgs {
+    /// Refuse to build when a pin is no longer served (as `cargo build
+    /// --locked`), instead of refreshing it: for release builds.
+    #[arg(long)]
+    locked: bool,
+    /// The lock to build from.
+    #[arg(long, default_value = "inputs.lock")]
+    lock: PathBuf,
+}
+
+impl LockArgs {
+    fn resolve(self, root: &Path) -> iso::LockUse {
+        iso::LockUse {
+            path: root.join(self.lock),
+            locked: self.locked,
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -98,10 +128,15 @@ fn main() -> Result<()> {
         Cmd::PinKernel => pin_kernel(),
         Cmd::HostPackages => host::ensure_packages(&root),
         Cmd::Lock => iso::lock(&root),
-        Cmd::Iso { out, offline } => iso::iso(&root, &root.join(out), offline).map(|_| ()),
-        Cmd::Repro => iso::repro(&root),
+        Cmd::Iso { out, offline, lock } => {
+            iso::iso(&root, &root.join(out), offline, &lock.resolve(&root)).map(|_| ())
+        }
+        Cmd::Repro { lock } => iso::repro(&root, &lock.unwrap_or_else(|| released_lock(&root))),
         Cmd::Docs => docs(&root),
-        Cmd::Bench => bench::bench(&root),
+        Cmd::Bench => {
+            host::ensure_packages(&root)?;
+            run(Command::new("cargo").args(["run", "--release", "--quiet", "-p", "bench"]))
+        }
         Cmd::BootTest { iso } => {
             let iso = match iso {
                 Some(p) => p,
@@ -131,7 +166,63 @@ fn main() -> Result<()> {
             cache,
             bins,
             offline,
-        } => iso::build_iso(&root, &out, &cache, bins, offline).map(|_| ()),
+            lock,
+        } => iso::build_iso(&root, &out, &cache, bins, offline, &lock.resolve(&root)).map(|_| ()),
+    }
+}
+
+/// Builds xtask as a fresh machine would, before any host package is
+/// installed: in its own target directory, with pkg-config and libclang out
+/// of reach, so a dependency that needs a system library (a -sys crate,
+/// bindgen) fails the build. Then lists the graph for the crates that probe
+/// for one, which a cached build could hide.
+fn bare_build(root: &Path) -> Result<()> {
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "--locked", "-p", "xtask"])
+        .env("CARGO_TARGET_DIR", root.join("target/xtask-bare"))
+        .env("PKG_CONFIG", "/bin/false")
+        .env("LIBCLANG_PATH", "/nonexistent")
+        .env("LLVM_CONFIG_PATH", "/nonexistent"))?;
+    let tree = output(Command::new("cargo").args([
+        "tree",
+        "--locked",
+        "-p",
+        "xtask",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+    ]))?;
+    let needs: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| {
+            [
+                "pkg-config",
+                "bindgen",
+                "libcryptsetup-rs-sys",
+                "system-deps",
+            ]
+            .contains(c)
+        })
+        .collect();
+    if !needs.is_empty() {
+        bail!(
+            "xtask's dependency graph holds {}: `cargo xtask` could not start on a machine without -dev packages; run such code as its own crate after the host packages are installed (as `bench` and `installer-tui --answers-reference` are)",
+            needs.join(", ")
+        );
+    }
+    eprintln!("xtask builds with no pkg-config, libclang or -dev package");
+    Ok(())
+}
+
+/// The lock the last `cargo xtask iso` built from, else the committed one.
+fn released_lock(root: &Path) -> PathBuf {
+    let built = root.join("out/inputs.lock");
+    if built.is_file() {
+        built
+    } else {
+        root.join("inputs.lock")
     }
 }
 
@@ -195,6 +286,7 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         times.push((name.to_string(), t.elapsed()));
         Ok(())
     };
+    step("xtask needs no system library", &mut || bare_build(root))?;
     step("host packages", &mut || host::ensure_packages(root))?;
     step("cargo fmt --check", &mut || {
         run(Command::new("cargo").args(["fmt", "--all", "--check"]))
@@ -244,7 +336,11 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("ci pipelines schema", &mut || validate_pipelines(root))?;
         let iso = default_iso(root)?;
         step("iso build", &mut || {
-            iso::iso(root, &root.join("out"), false).map(|_| ())
+            let lock = iso::LockUse {
+                path: root.join("inputs.lock"),
+                locked: false,
+            };
+            iso::iso(root, &root.join("out"), false, &lock).map(|_| ())
         })?;
         step("iso verify", &mut || {
             let e = iso_builder::checksum::verify(&iso, &mut |_, _| {})?;
@@ -253,7 +349,9 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         })?;
         step("iso contents", &mut || medium::contents(&iso))?;
         step("iso boot-test", &mut || medium::boot_test(&iso, root))?;
-        step("iso repro", &mut || iso::repro(root))?;
+        step("iso repro", &mut || {
+            iso::repro(root, &root.join("out/inputs.lock"))
+        })?;
         // The installed disk's own boot (Xen's PVH dom0 under TCG, then
         // firstboot) is `cargo xtask install-test`: too slow and, under
         // emulation, too fragile for CI's budget.
@@ -272,15 +370,27 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
 }
 
 fn pin_kernel() -> Result<()> {
-    use iso_builder::inputs;
-    let image = inputs::first_dependency("linux-image-amd64", None)
-        .context("resolving linux-image-amd64 (run `apt-get update` first)")?;
-    let pin = inputs::resolve(&image, None)?;
+    use guest_harness::kernel::KernelLock;
+    use iso_builder::inputs::Cache;
+    let cache = Cache::new(Cache::default_root(), guest_harness::kernel::REFRESH);
+    let origins = guest_harness::Kernel::origins(&cache, None)?;
+    let apt = &origins.list[0].apt;
+    apt.update()?;
+    let pin = guest_harness::Kernel::current(apt).context("resolving linux-image-amd64")?;
+    let lock = KernelLock {
+        resolved_at: iso_builder::lock::now(),
+        package: pin.package,
+        version: pin.version,
+        arch: pin.arch,
+        sha256: pin.sha256,
+        size: pin.size,
+    };
     let path = guest_harness::Kernel::lock_path();
     let mut text = format!(
         "# The Debian kernel the guest tests boot. Refresh with `cargo xtask pin-kernel`\n\
-         # (Debian drops superseded versions from its archive at point releases).\n{}",
-        toml::to_string(&pin)?
+         # (when Debian stops serving it, the tests fetch it from the snapshot archive\n\
+         # at resolved_at, else take the archive's current kernel with a notice).\n{}",
+        toml::to_string(&lock)?
     );
     if !text.ends_with('\n') {
         text.push('\n');
@@ -288,9 +398,9 @@ fn pin_kernel() -> Result<()> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     eprintln!(
         "pinned {} {} (sha256 {}) in {}",
-        pin.package,
-        pin.version,
-        pin.sha256,
+        lock.package,
+        lock.version,
+        lock.sha256,
         path.display()
     );
     Ok(())
@@ -318,11 +428,18 @@ fn docs(root: &Path) -> Result<()> {
         "recipe-reference",
         &iso_builder::recipe::reference_markdown(),
     )?;
-    let text = splice(
-        &text,
-        "answers-reference",
-        &installer_tui::config::reference_markdown(),
-    )?;
+    // installer-tui links libcryptsetup: it runs as its own program, after
+    // the host packages are in place, so xtask builds without them.
+    host::ensure_packages(root)?;
+    let answers = crate::output(Command::new("cargo").args([
+        "run",
+        "--quiet",
+        "-p",
+        "installer-tui",
+        "--",
+        "--answers-reference",
+    ]))?;
+    let text = splice(&text, "answers-reference", &answers)?;
     std::fs::write(&path, text)?;
     eprintln!("README.md: recipe and answer-file references regenerated");
     Ok(())

@@ -91,6 +91,10 @@ enum Cmd {
         /// Use only what is cached; fail naming what is missing.
         #[arg(long)]
         offline: bool,
+        /// Refuse to build when a pin is no longer served, instead of
+        /// refreshing it (for release builds of a published lock).
+        #[arg(long)]
+        locked: bool,
     },
     /// Time this writer against `xorriso -as mkisofs -R -J` on one tree.
     Bench {
@@ -178,6 +182,7 @@ fn main() -> Result<()> {
             cache,
             bins,
             offline,
+            locked,
         } => {
             use iso_builder::pipeline::{self, BuildOptions, Progress};
             struct Lines;
@@ -200,6 +205,8 @@ fn main() -> Result<()> {
                 .offline(offline),
                 binaries: bins,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                locked,
+                toolchain: None,
             };
             let r = pipeline::build(&opts, &mut Lines)?;
             println!("{} sha256 {}", r.iso.display(), r.manifest.output.sha256);

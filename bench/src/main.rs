@@ -1,5 +1,10 @@
 //! `cargo xtask bench`: each of our tools against the standard one on the
 //! same input in the same run; the ratios go to bench/RESULTS.md.
+//!
+//! A crate of its own because it links every library (the LUKS benchmark
+//! needs libcryptsetup): xtask installs the host packages first and then runs
+//! it with `cargo run --release -p bench`, so xtask itself needs no system
+//! library.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -61,16 +66,13 @@ fn xz_vs_cli(scratch: &Path) -> Result<(f64, f64, usize)> {
     Ok((secs(ours), secs(cli), data.len()))
 }
 
-pub fn bench(root: &Path) -> Result<()> {
+fn main() -> Result<()> {
     if cfg!(debug_assertions) {
-        // Timings of unoptimised code would compare nothing: rerun optimised.
-        return crate::run(
-            Command::new("cargo")
-                .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
-                .current_dir(root),
-        );
+        bail!("run it optimised: `cargo xtask bench` (or `cargo run --release -p bench`)");
     }
-    crate::host::ensure_packages(root)?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("bench/ has no parent directory")?;
     let scratch = root.join("target/bench");
     std::fs::create_dir_all(&scratch)?;
     let mut md = String::from(

@@ -465,10 +465,16 @@ fn trees(
                 let note = format!("{} pins moved", moved.len());
                 Ok((moved, note))
             })?;
+            let names: Vec<String> = gone
+                .iter()
+                .map(|p| format!("{} {}", p.package, p.version))
+                .collect();
+            st.progress.notice(&format!(
+                "tree {name}: nothing serves {} any more; re-resolved against the archive, keeping every pin still served:",
+                names.join(", ")
+            ));
             for c in &moved {
-                st.progress.notice(&format!(
-                    "refreshed {c} (the locked version is no longer served)"
-                ));
+                st.progress.notice(&format!("  refreshed {c}"));
             }
             refreshed.extend(moved);
         };

@@ -174,8 +174,12 @@ fn main() -> Result<()> {
 /// Builds xtask as a fresh machine would, before any host package is
 /// installed: in its own target directory, with pkg-config and libclang out
 /// of reach, so a dependency that needs a system library (a -sys crate,
-/// bindgen) fails the build. Then lists the graph for the crates that probe
-/// for one, which a cached build could hide.
+/// bindgen) fails the build. Then lists the graph for the crates that only
+/// work with one (bindgen needs libclang; libcryptsetup-rs-sys and
+/// system-deps users have no bundled fallback), which a cached build could
+/// hide. The pkg-config crate itself may stay: liblzma-sys only probes with
+/// it and builds its bundled sources when the probe fails, as the bare build
+/// shows.
 fn bare_build(root: &Path) -> Result<()> {
     run(Command::new("cargo")
         .args(["build", "--quiet", "--locked", "-p", "xtask"])

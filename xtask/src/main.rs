@@ -200,15 +200,7 @@ fn bare_build(root: &Path) -> Result<()> {
     let needs: Vec<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| {
-            [
-                "pkg-config",
-                "bindgen",
-                "libcryptsetup-rs-sys",
-                "system-deps",
-            ]
-            .contains(c)
-        })
+        .filter(|c| ["bindgen", "libcryptsetup-rs-sys", "system-deps"].contains(c))
         .collect();
     if !needs.is_empty() {
         bail!(

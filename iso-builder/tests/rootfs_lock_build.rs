@@ -110,10 +110,15 @@ fn lock_then_build_twice_gives_identical_images() {
         .join("images")
         .read_dir()
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "squashfs"))
+        .expect("an image in the cache");
+    // Beside it, the hash recorded when it was made.
+    let record = std::fs::read_to_string(image.with_extension("squashfs.sha256")).unwrap();
+    assert_eq!(
+        record.trim(),
+        iso_builder::inputs::sha256_file(&image).unwrap()
+    );
     // The long listing: every path, with its type and a symlink's target.
     let list = Command::new("unsquashfs")
         .arg("-lls")

@@ -103,7 +103,7 @@ pub fn recipe_paths(root: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// `rustc -vV` of the toolchain that builds the medium's programs.
-fn toolchain() -> Result<String> {
+pub fn toolchain() -> Result<String> {
     crate::output(Command::new("rustc").arg("-vV"))
 }
 
@@ -163,8 +163,13 @@ pub fn build_iso(
     binaries: Vec<PathBuf>,
     offline: bool,
     lock: &LockUse,
+    toolchain: Option<String>,
 ) -> Result<BuildReport> {
     let (recipe, _) = recipe_paths(root);
+    let toolchain = match toolchain {
+        Some(t) => t,
+        None => self::toolchain()?,
+    };
     let opts = BuildOptions {
         recipe,
         lock: lock.path.clone(),
@@ -173,7 +178,7 @@ pub fn build_iso(
         binaries,
         threads: threads(),
         locked: lock.locked,
-        toolchain: Some(toolchain()?),
+        toolchain: Some(toolchain),
     };
     let t = Instant::now();
     let r = pipeline::build(&opts, &mut Bars::new())?;
@@ -192,7 +197,7 @@ pub fn iso(root: &Path, out: &Path, offline: bool, lock: &LockUse) -> Result<Bui
         t.elapsed().as_secs_f64(),
         bins.len()
     );
-    build_iso(root, out, &Cache::default_root(), bins, offline, lock)
+    build_iso(root, out, &Cache::default_root(), bins, offline, lock, None)
 }
 
 /// `cargo xtask repro`: two builds from the same cache in different
@@ -210,6 +215,8 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
     std::fs::create_dir_all(&a)?;
     std::fs::create_dir_all(&b)?;
     let exe = std::env::current_exe()?;
+    // Build B runs as another user, who may not reach rustup's toolchain.
+    let rustc = toolchain()?;
     let bin_args: Vec<String> = bins
         .iter()
         .flat_map(|p| ["--bin".to_string(), p.display().to_string()])
@@ -225,6 +232,8 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
         .arg("sh")
         .arg(&exe)
         .arg("build-iso")
+        .arg("--toolchain")
+        .arg(&rustc)
         .arg("--locked")
         .arg("--lock")
         .arg(&lock)
@@ -263,6 +272,8 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
     cmd.args(["sh", "-c", "umask 077; exec \"$@\"", "sh"])
         .arg(&exe)
         .arg("build-iso")
+        .arg("--toolchain")
+        .arg(&rustc)
         .arg("--locked")
         .arg("--lock")
         .arg(&lock)

@@ -96,6 +96,9 @@ enum Cmd {
         offline: bool,
         #[command(flatten)]
         lock: LockArgs,
+        /// `rustc -vV` of the binaries' compiler (default: asked of rustc).
+        #[arg(long)]
+        toolchain: Option<String>,
     },
 }
 
@@ -167,7 +170,17 @@ fn main() -> Result<()> {
             bins,
             offline,
             lock,
-        } => iso::build_iso(&root, &out, &cache, bins, offline, &lock.resolve(&root)).map(|_| ()),
+            toolchain,
+        } => iso::build_iso(
+            &root,
+            &out,
+            &cache,
+            bins,
+            offline,
+            &lock.resolve(&root),
+            toolchain,
+        )
+        .map(|_| ()),
     }
 }
 

@@ -28,7 +28,7 @@ impl Facts {
             net_pci,
             usb_pci,
             usb_keyboard_only: usb_keyboard_only(&root.join("sys/class/input")),
-            kernel: newest_kernel(&root.join("var/lib/qubes/vm-kernels")),
+            kernel: newest_kernel(&root.join(names::VM_KERNELS)),
         }
     }
 }

@@ -381,8 +381,8 @@ mod tests {
     #[test]
     fn appvm_volumes_follow_core_admin() {
         let ctx = StorageCtx {
-            pool: "vm-pool",
-            vg: "qubes_dom0",
+            pool: names::VM_POOL,
+            vg: names::VG,
             revisions_to_keep: 2,
             kernel: Some("6.6.1"),
         };

@@ -19,7 +19,7 @@ use crate::storage::Storage;
 use crate::xlcfg;
 
 /// Paths under the system root.
-pub const QUBES_XML: &str = "var/lib/qubes/qubes.xml";
+pub use names::QUBES_XML;
 pub const XL_DIR: &str = "var/lib/qubes/xl";
 pub const STATE_DIR: &str = "var/lib/bulkhead/firstboot";
 /// The qrexec policy for USB input devices (qvm/sys-usb.sls's defaults:

@@ -160,13 +160,13 @@ impl QubesXml {
             pools: vec![
                 a(&[
                     ("name", "varlibqubes"),
-                    ("dir_path", "/var/lib/qubes"),
+                    ("dir_path", names::QUBES_DIR_ABS),
                     ("driver", "file"),
                     ("revisions_to_keep", "1"),
                 ]),
                 a(&[
                     ("name", "linux-kernel"),
-                    ("dir_path", "/var/lib/qubes/vm-kernels"),
+                    ("dir_path", names::VM_KERNELS_ABS),
                     ("driver", "linux-kernel"),
                 ]),
             ],

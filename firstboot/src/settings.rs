@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// Where the installer writes the settings on the installed system.
-pub const SETTINGS_PATH: &str = "etc/bulkhead/firstboot.toml";
+pub use names::FIRSTBOOT_SETTINGS as SETTINGS_PATH;
 
 /// Everything first boot may be told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -102,8 +102,8 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
-            name: "vm-pool".into(),
-            volume_group: "qubes_dom0".into(),
+            name: names::VM_POOL.into(),
+            volume_group: names::VG.into(),
             percent_free: 90,
             revisions_to_keep: 2,
         }

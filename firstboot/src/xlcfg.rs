@@ -72,7 +72,7 @@ pub fn render(x: &XlInput<'_>) -> String {
     let _ = writeln!(s, "maxmem = {maxmem}");
     let _ = writeln!(s, "vcpus = {}", x.vcpus);
     if let Some(k) = x.kernel {
-        let dir = format!("/var/lib/qubes/vm-kernels/{k}");
+        let dir = format!("{}/{k}", names::VM_KERNELS_ABS);
         let _ = writeln!(s, "kernel = {}", q(&format!("{dir}/vmlinuz")));
         let _ = writeln!(s, "ramdisk = {}", q(&format!("{dir}/initramfs")));
         let extra = if x.pci.is_empty() {
@@ -95,7 +95,7 @@ pub fn render(x: &XlInput<'_>) -> String {
             "volatile" => ("xvdc", format!("/dev/{}", v.running_vid()), true),
             "kernel" => (
                 "xvdd",
-                format!("/var/lib/qubes/vm-kernels/{}/modules.img", v.vid),
+                format!("{}/{}/modules.img", names::VM_KERNELS_ABS, v.vid),
                 false,
             ),
             _ => continue,

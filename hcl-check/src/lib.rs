@@ -19,6 +19,7 @@ pub mod memory;
 pub mod msr;
 pub mod pci;
 pub mod report;
+pub mod requirement;
 pub mod root;
 pub mod verdict;
 
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cpu::{CpuFacts, CpuidDump, CpuidSource};
+pub use requirement::Requirement;
 pub use root::Root;
 pub use verdict::{Report, Status, Verdict};
 

@@ -165,7 +165,10 @@ pub fn yaml(r: &Report) -> String {
         .chassis_type
         .map(firmware::chassis_name)
         .unwrap_or("Unknown");
-    let virt = r.verdicts.iter().find(|v| v.id == "virtualization");
+    let virt = r
+        .verdicts
+        .iter()
+        .find(|v| v.id == crate::Requirement::Virtualization);
     let hvm = m.cpu.vmx || m.cpu.svm;
     let slat = match virt.map(|v| v.status) {
         Some(Status::Pass) => "yes",

@@ -8,6 +8,7 @@
 //! nominal 4 GiB machine reads about 3.6-3.9 GiB and must pass, so 4 GiB is
 //! met from 3.4 GiB of MemTotal and 6 GiB from 5.1 GiB.
 
+use crate::requirement::Requirement;
 use crate::{Machine, Table, firmware::BootMode};
 use serde::Serialize;
 
@@ -42,8 +43,8 @@ impl Status {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Verdict {
-    /// Stable identifier: cpu-64bit, virtualization, iommu, ram, disk, keyboard.
-    pub id: &'static str,
+    /// Which requirement; serialized as its id.
+    pub id: Requirement,
     pub requirement: &'static str,
     pub status: Status,
     pub measured: String,
@@ -85,8 +86,7 @@ pub fn gib(bytes: u64) -> String {
 }
 
 fn v(
-    id: &'static str,
-    requirement: &'static str,
+    id: Requirement,
     status: Status,
     measured: String,
     threshold: &str,
@@ -95,7 +95,7 @@ fn v(
 ) -> Verdict {
     Verdict {
         id,
-        requirement,
+        requirement: id.title(),
         status,
         measured,
         threshold: threshold.to_string(),
@@ -125,8 +125,7 @@ fn cpu_64bit(m: &Machine) -> Verdict {
     };
     if cpu.long_mode {
         v(
-            "cpu-64bit",
-            "64-bit x86 CPU",
+            Requirement::Cpu64Bit,
             Status::Pass,
             format!("{name}: 64-bit (long mode)"),
             "x86-64",
@@ -135,8 +134,7 @@ fn cpu_64bit(m: &Machine) -> Verdict {
         )
     } else {
         v(
-            "cpu-64bit",
-            "64-bit x86 CPU",
+            Requirement::Cpu64Bit,
             Status::Fail,
             format!("{name}: no long mode"),
             "x86-64",
@@ -147,8 +145,7 @@ fn cpu_64bit(m: &Machine) -> Verdict {
 }
 
 fn virtualization(m: &Machine) -> Verdict {
-    const ID: &str = "virtualization";
-    const REQ: &str = "CPU virtualization with SLAT";
+    const ID: Requirement = Requirement::Virtualization;
     const NEED: &str = "Intel VT-x with EPT, or AMD-V with RVI (NPT)";
     let cpu = &m.cpu;
     let hint = in_vm_hint(m);
@@ -166,7 +163,6 @@ fn virtualization(m: &Machine) -> Verdict {
             };
             return v(
                 ID,
-                REQ,
                 Status::Fail,
                 "VT-x present but disabled by the firmware".into(),
                 NEED,
@@ -180,7 +176,6 @@ fn virtualization(m: &Machine) -> Verdict {
         return match ept {
             Some(true) => v(
                 ID,
-                REQ,
                 Status::Pass,
                 "Intel VT-x with EPT".into(),
                 NEED,
@@ -189,7 +184,6 @@ fn virtualization(m: &Machine) -> Verdict {
             ),
             Some(false) => v(
                 ID,
-                REQ,
                 Status::Fail,
                 "Intel VT-x without EPT".into(),
                 NEED,
@@ -198,7 +192,6 @@ fn virtualization(m: &Machine) -> Verdict {
             ),
             None => v(
                 ID,
-                REQ,
                 Status::Unknown,
                 "Intel VT-x, EPT unknown".into(),
                 NEED,
@@ -227,7 +220,6 @@ fn virtualization(m: &Machine) -> Verdict {
             };
             return v(
                 ID,
-                REQ,
                 Status::Fail,
                 "AMD-V present but disabled by the firmware".into(),
                 NEED,
@@ -238,7 +230,6 @@ fn virtualization(m: &Machine) -> Verdict {
         return match cpu.npt {
             Some(true) => v(
                 ID,
-                REQ,
                 Status::Pass,
                 "AMD-V with RVI (NPT)".into(),
                 NEED,
@@ -247,7 +238,6 @@ fn virtualization(m: &Machine) -> Verdict {
             ),
             _ => v(
                 ID,
-                REQ,
                 Status::Fail,
                 "AMD-V without RVI (NPT)".into(),
                 NEED,
@@ -281,14 +271,13 @@ fn virtualization(m: &Machine) -> Verdict {
     } else {
         "CPUID shows no hardware virtualization; the firmware may hide it when it is disabled in setup".to_string()
     };
-    v(ID, REQ, Status::Fail, what.into(), NEED, why, Some(remedy))
+    v(ID, Status::Fail, what.into(), NEED, why, Some(remedy))
 }
 
 const NO_IOMMU_CONSEQUENCE: &str = "without an IOMMU, sys-net and sys-usb give no isolation: the network and USB devices could read and write all memory, including dom0's";
 
 fn iommu(m: &Machine) -> Verdict {
-    const ID: &str = "iommu";
-    const REQ: &str = "IOMMU (device isolation)";
+    const ID: Requirement = Requirement::Iommu;
     const NEED: &str = "Intel VT-d or AMD-Vi, with interrupt remapping";
     let i = &m.iommu;
     let hint = in_vm_hint(m);
@@ -325,7 +314,6 @@ fn iommu(m: &Machine) -> Verdict {
         if !checksum_ok {
             return v(
                 ID,
-                REQ,
                 Status::Warn,
                 measured,
                 NEED,
@@ -336,7 +324,6 @@ fn iommu(m: &Machine) -> Verdict {
         if !remap {
             return v(
                 ID,
-                REQ,
                 Status::Warn,
                 measured,
                 NEED,
@@ -350,7 +337,6 @@ fn iommu(m: &Machine) -> Verdict {
         }
         return v(
             ID,
-            REQ,
             Status::Pass,
             measured,
             NEED,
@@ -364,7 +350,6 @@ fn iommu(m: &Machine) -> Verdict {
     {
         return v(
             ID,
-            REQ,
             Status::Pass,
             format!("IOMMU {k}"),
             NEED,
@@ -381,7 +366,6 @@ fn iommu(m: &Machine) -> Verdict {
     match unknown {
         Some(r) => v(
             ID,
-            REQ,
             Status::Unknown,
             "IOMMU tables unreadable".into(),
             NEED,
@@ -396,7 +380,6 @@ fn iommu(m: &Machine) -> Verdict {
             };
             v(
                 ID,
-                REQ,
                 Status::Warn,
                 "no DMAR or IVRS table: no IOMMU".into(),
                 NEED,
@@ -410,8 +393,7 @@ fn iommu(m: &Machine) -> Verdict {
 }
 
 fn ram(m: &Machine) -> Verdict {
-    const ID: &str = "ram";
-    const REQ: &str = "memory";
+    const ID: Requirement = Requirement::Ram;
     let need = format!(
         "at least {} ({} or more avoids a warning; {} recommended)",
         gib(RAM_MIN),
@@ -435,7 +417,6 @@ fn ram(m: &Machine) -> Verdict {
         (Err(a), Err(b)) => {
             return v(
                 ID,
-                REQ,
                 Status::Unknown,
                 "unknown".into(),
                 &need,
@@ -468,7 +449,6 @@ fn ram(m: &Machine) -> Verdict {
     if !met(RAM_MIN) {
         v(
             ID,
-            REQ,
             Status::Fail,
             measured,
             &need,
@@ -481,7 +461,6 @@ fn ram(m: &Machine) -> Verdict {
     } else if !met(RAM_WARN) {
         v(
             ID,
-            REQ,
             Status::Warn,
             measured,
             &need,
@@ -494,7 +473,6 @@ fn ram(m: &Machine) -> Verdict {
     } else {
         v(
             ID,
-            REQ,
             Status::Pass,
             measured,
             &need,
@@ -505,8 +483,7 @@ fn ram(m: &Machine) -> Verdict {
 }
 
 fn disk(m: &Machine) -> Verdict {
-    const ID: &str = "disk";
-    const REQ: &str = "disk";
+    const ID: Requirement = Requirement::Disk;
     let need = format!(
         "one disk of at least 32 GiB = {:.1} GB (128 GiB SSD recommended)",
         DISK_MIN as f64 / 1e9
@@ -516,7 +493,6 @@ fn disk(m: &Machine) -> Verdict {
         Err(e) => {
             return v(
                 ID,
-                REQ,
                 Status::Unknown,
                 "unknown".into(),
                 &need,
@@ -528,7 +504,6 @@ fn disk(m: &Machine) -> Verdict {
     let Some(big) = disks.iter().max_by_key(|d| d.size_bytes) else {
         return v(
             ID,
-            REQ,
             Status::Fail,
             "no disk found".into(),
             &need,
@@ -548,7 +523,6 @@ fn disk(m: &Machine) -> Verdict {
     if big.size_bytes >= DISK_MIN {
         v(
             ID,
-            REQ,
             Status::Pass,
             format!("largest: {label}"),
             &need,
@@ -558,7 +532,6 @@ fn disk(m: &Machine) -> Verdict {
     } else {
         v(
             ID,
-            REQ,
             Status::Fail,
             format!("largest: {label}"),
             &need,
@@ -572,27 +545,17 @@ fn disk(m: &Machine) -> Verdict {
 }
 
 fn keyboard(m: &Machine) -> Verdict {
-    const ID: &str = "keyboard";
-    const REQ: &str = "keyboard not only on USB";
+    const ID: Requirement = Requirement::Keyboard;
     const NEED: &str = "a PS/2, internal or other non-USB keyboard, or consent to a USB keyboard";
     let ks = match &m.keyboards {
         Ok(k) => k,
         Err(e) => {
-            return v(
-                ID,
-                REQ,
-                Status::Unknown,
-                "unknown".into(),
-                NEED,
-                e.clone(),
-                None,
-            );
+            return v(ID, Status::Unknown, "unknown".into(), NEED, e.clone(), None);
         }
     };
     if ks.is_empty() {
         return v(
             ID,
-            REQ,
             Status::Unknown,
             "no keyboard found".into(),
             NEED,
@@ -606,11 +569,10 @@ fn keyboard(m: &Machine) -> Verdict {
         .collect::<Vec<_>>()
         .join(", ");
     if ks.iter().all(|k| k.is_usb()) {
-        v(ID, REQ, Status::Warn, format!("only USB keyboards: {names}"), NEED, "sys-usb takes the USB controllers, so dom0 would lose its keyboard; the USB keyboard must then be passed to dom0 (qubes-input-proxy), which lets a compromised sys-usb type into dom0".into(), Some("use a non-USB keyboard, or accept the USB keyboard proxy (or no sys-usb) when asked"))
+        v(ID, Status::Warn, format!("only USB keyboards: {names}"), NEED, "sys-usb takes the USB controllers, so dom0 would lose its keyboard; the USB keyboard must then be passed to dom0 (qubes-input-proxy), which lets a compromised sys-usb type into dom0".into(), Some("use a non-USB keyboard, or accept the USB keyboard proxy (or no sys-usb) when asked"))
     } else {
         v(
             ID,
-            REQ,
             Status::Pass,
             names,
             NEED,

@@ -11,7 +11,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn statuses(name: &str) -> Vec<(&'static str, Status)> {
     let r = Probe::new(fixture(name)).report().unwrap();
-    r.verdicts.iter().map(|v| (v.id, v.status)).collect()
+    r.verdicts.iter().map(|v| (v.id.id(), v.status)).collect()
 }
 
 fn status(name: &str, id: &str) -> Status {

@@ -130,20 +130,10 @@ impl Default for QubesAnswers {
 #[serde(default, deny_unknown_fields)]
 pub struct HardwareAnswers {
     /// hcl-check requirement ids whose warning (or unknown result) you accept,
-    /// e.g. `["iommu", "ram"]`: `cpu-64bit`, `virtualization`, `iommu`, `ram`,
-    /// `disk`, `keyboard`. A failed requirement cannot be accepted.
+    /// e.g. `["iommu", "ram"]` (the ids are listed below). A failed
+    /// requirement cannot be accepted.
     pub accept_warnings: Vec<String>,
 }
-
-/// hcl-check's requirement ids.
-pub const REQUIREMENTS: &[&str] = &[
-    "cpu-64bit",
-    "virtualization",
-    "iommu",
-    "ram",
-    "disk",
-    "keyboard",
-];
 
 /// Languages offered (glibc locale names).
 /// Languages offered (glibc locale names). Names are ASCII so they show on
@@ -409,12 +399,12 @@ impl Answers {
             ));
         }
         for id in &self.hardware.accept_warnings {
-            if !REQUIREMENTS.contains(&id.as_str()) {
+            if hcl_check::Requirement::from_id(id).is_none() {
                 out.push(problem(
                     "hardware.accept_warnings",
                     format!(
                         "{id:?} is not a requirement; use {}",
-                        REQUIREMENTS.join(", ")
+                        hcl_check::Requirement::ids()
                     ),
                 ));
             }
@@ -581,7 +571,7 @@ pub fn reference_markdown() -> String {
     );
     out.push_str(".\n\n`hardware.accept_warnings`: ");
     out.push_str(
-        &REQUIREMENTS
+        &hcl_check::Requirement::ALL
             .iter()
             .map(|r| format!("`{r}`"))
             .collect::<Vec<_>>()

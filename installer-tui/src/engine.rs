@@ -176,27 +176,8 @@ pub fn needs_consent(report: &Report) -> Vec<&'static str> {
         .verdicts
         .iter()
         .filter(|v| matches!(v.status, Status::Warn | Status::Unknown))
-        .map(|v| v.id)
+        .map(|v| v.id.id())
         .collect()
-}
-
-/// What the person accepts with a warning on `id`.
-pub fn consequence(id: &str) -> &'static str {
-    match id {
-        "iommu" => {
-            "Without a working IOMMU, sys-net and sys-usb cannot be isolated: a compromised network or USB device can reach dom0's memory."
-        }
-        "virtualization" => {
-            "Without hardware virtualization, qubes run slowly or not at all (no HVM qubes)."
-        }
-        "ram" => "With this little memory only a few qubes fit at once; the system will be slow.",
-        "disk" => "The disk may be too small for templates and qubes.",
-        "keyboard" => {
-            "Only USB keyboards were found: with sys-usb, dom0 could lose its keyboard; sys-usb is then skipped."
-        }
-        "cpu-64bit" => "The CPU may not be able to run Xen at all.",
-        _ => "The installer cannot tell what this affects.",
-    }
 }
 
 /// The machine the installer sees: hcl-check's report and the partitioner's
@@ -297,12 +278,7 @@ impl InstallLock {
     }
 }
 
-/// The template's qube name on the installed system, and where its root
-/// image goes (firstboot's settings name it).
-pub const TEMPLATE_NAME: &str = "debian-12";
-pub const TEMPLATES_DIR: &str = "usr/share/bulkhead/templates";
-/// Where Qubes keeps the kernels qubes boot (firstboot picks the newest).
-pub const VM_KERNELS_DIR: &str = "var/lib/qubes/vm-kernels";
+use names::{TEMPLATE_NAME, TEMPLATES_DIR};
 
 /// Makes the template's root image for firstboot from the medium's
 /// squashfs: unpacked onto the target (owners and xattrs kept), written
@@ -348,7 +324,7 @@ pub fn install_template(
     )?;
     let kernel = boot_files_kernel(&scratch);
     if let Some((file, release)) = &kernel {
-        let kdir = root.join(VM_KERNELS_DIR).join(release);
+        let kdir = root.join(names::VM_KERNELS).join(release);
         fs::create_dir_all(&kdir).map_err(|e| io_msg("creating", &kdir, e))?;
         fs::copy(scratch.join("boot").join(file), kdir.join("vmlinuz"))
             .map_err(|e| io_msg("copying the template's kernel to", &kdir, e))?;
@@ -566,13 +542,7 @@ pub struct TargetFacts {
 
 impl TargetFacts {
     pub fn of(plan: &Plan) -> Self {
-        let lv = |name: &str| {
-            format!(
-                "/dev/mapper/{}-{}",
-                plan.lvm.vg.replace('-', "--"),
-                name.replace('-', "--")
-            )
-        };
+        let lv = |name: &str| names::lv_mapper_path(&plan.lvm.vg, name);
         let vid = partitioner::apply::esp_volume_id(plan);
         TargetFacts {
             luks_uuid: plan.luks.uuid.to_string(),
@@ -801,7 +771,7 @@ pub fn machine_id() -> io::Result<String> {
 
 /// Qubes' Xen command line: the one iso-builder also writes into the
 /// payload's /etc/default/grub.d, so a later update-grub keeps it.
-pub use iso_builder::installed::XEN_CMDLINE;
+use names::XEN_CMDLINE;
 
 /// The files the payload put in /boot: Xen, the dom0 kernel (the newest,
 /// when several) and that kernel's release.
@@ -1220,8 +1190,7 @@ pub fn install(
             .map_err(stage_err(Stage::Firstboot))
     );
     tryst!(
-        write(&root, firstboot::settings::SETTINGS_PATH, &text, 0o644)
-            .map_err(stage_err(Stage::Firstboot))
+        write(&root, names::FIRSTBOOT_SETTINGS, &text, 0o644).map_err(stage_err(Stage::Firstboot))
     );
     emit(
         &mut log,

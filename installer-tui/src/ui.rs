@@ -16,7 +16,7 @@ use partitioner::discover::human_size;
 
 use crate::app::{Screen, State, WIZARD};
 use crate::config::{KEYBOARDS, LANGUAGES, TIMEZONES, strength};
-use crate::engine::{Stage, consequence};
+use crate::engine::Stage;
 
 const HL: Style = Style::new().add_modifier(Modifier::REVERSED);
 
@@ -222,7 +222,7 @@ fn hardware(s: &State, f: &mut Frame, a: Rect) {
         .iter()
         .map(|v| {
             let mark = match v.status {
-                Status::Warn | Status::Unknown if s.accepted.iter().any(|x| x == v.id) => {
+                Status::Warn | Status::Unknown if s.accepted.iter().any(|x| v.id == x.as_str()) => {
                     "[x] accepted"
                 }
                 Status::Warn | Status::Unknown => "[ ] accept? ",
@@ -258,7 +258,7 @@ fn hardware(s: &State, f: &mut Frame, a: Rect) {
         match v.status {
             Status::Warn | Status::Unknown => t.push(Line::from(vec![
                 bold("If you accept: "),
-                Span::raw(consequence(v.id)),
+                Span::raw(v.id.consequence()),
             ])),
             Status::Fail => t.push(Line::from(bold("This blocks the install."))),
             Status::Pass => {}

@@ -230,7 +230,7 @@ fn full_install_into_a_directory_writes_every_file_correctly() {
     assert!(
         grub.contains(&format!(
             "multiboot2 /xen-4.17-amd64.gz placeholder {}\n",
-            engine::XEN_CMDLINE
+            names::XEN_CMDLINE
         )),
         "{grub}"
     );

@@ -5,12 +5,8 @@
 
 use crate::rootfs::Extra;
 
-/// Qubes' Xen command line (qubes-anaconda, shared/architecture.md).
-pub const XEN_CMDLINE: &str = "console=none dom0_mem=min:1024M dom0_mem=max:4096M ucode=scan smt=off gnttab_max_frames=2048 gnttab_max_maptrack_frames=4096";
+use names::{FIRSTBOOT_BIN, FIRSTBOOT_UNIT, XEN_CMDLINE};
 
-/// Where firstboot and its unit go in the payload.
-pub const FIRSTBOOT_BIN: &str = "usr/bin/firstboot";
-pub const FIRSTBOOT_UNIT: &str = "usr/lib/systemd/system/bulkhead-firstboot.service";
 const UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-firstboot.service");
 
 /// Units that would put dom0 on the network; masked so a NIC stays for

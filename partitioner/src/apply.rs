@@ -634,11 +634,7 @@ fn create_lvm(plan: &Plan, pv: &Path) -> Result<(), String> {
 }
 
 fn lv_path(plan: &Plan, lv: &str) -> String {
-    format!(
-        "/dev/mapper/{}-{}",
-        plan.lvm.vg.replace('-', "--"),
-        lv.replace('-', "--")
-    )
+    names::lv_mapper_path(&plan.lvm.vg, lv)
 }
 
 fn activate_vg(plan: &Plan, pv: &Path) -> Result<(), String> {
@@ -960,7 +956,7 @@ fn installed_luks(disk: &Path) -> Result<(PathBuf, String), ApplyError> {
         path: part.display().to_string(),
         source: io::Error::new(io::ErrorKind::NotFound, "no LUKS2 header"),
     })?;
-    Ok((part, format!("luks-{uuid}")))
+    Ok((part, names::luks_mapper(&uuid)))
 }
 
 /// Opens an installed disk: LUKS2 (unless open) and the volume group.
@@ -971,17 +967,12 @@ pub fn open_installed(disk: &Path, pass: &Passphrase) -> Result<String, ApplyErr
     }
     let mapper = PathBuf::from("/dev/mapper").join(&name);
     let dev = lvm_devices_arg(&mapper);
-    run_tool(&mut lvm(&[
-        "vgchange",
-        "--devices",
-        &dev,
-        "-ay",
-        crate::plan::VG_NAME,
-    ]))
-    .map_err(|m| ApplyError::Step {
-        step: "open",
-        message: m,
-        state: String::new(),
+    run_tool(&mut lvm(&["vgchange", "--devices", &dev, "-ay", names::VG])).map_err(|m| {
+        ApplyError::Step {
+            step: "open",
+            message: m,
+            state: String::new(),
+        }
     })?;
     Ok(mapper.display().to_string())
 }
@@ -999,14 +990,7 @@ pub fn close_installed(disk: &Path) -> Result<(), ApplyError> {
         message: m,
         state: String::new(),
     };
-    run_tool(&mut lvm(&[
-        "vgchange",
-        "--devices",
-        &dev,
-        "-an",
-        crate::plan::VG_NAME,
-    ]))
-    .map_err(fail)?;
+    run_tool(&mut lvm(&["vgchange", "--devices", &dev, "-an", names::VG])).map_err(fail)?;
     luks::close(&name).map_err(|e| fail(e.to_string()))
 }
 

@@ -49,7 +49,7 @@ pub fn luks_format(
         sector_size: 512,
         label: crate::plan::LUKS_LABEL.into(),
         uuid,
-        mapper_name: format!("luks-{uuid}"),
+        mapper_name: names::luks_mapper(&uuid),
     };
     let pbkdf = Pbkdf::Fixed {
         iterations,

@@ -455,7 +455,7 @@ fn os_hints(contents: &[Content], whole: Option<&str>) -> Vec<String> {
         if fs == "apfs" || fs == "hfsplus" {
             hints.insert("macOS");
         }
-        if c.kind == "lvm" && c.path.contains("qubes_dom0") {
+        if c.kind == "lvm" && c.path.contains(names::VG) {
             hints.insert("Qubes OS");
         }
         if fs == "crypto_luks" {

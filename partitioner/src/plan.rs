@@ -41,12 +41,8 @@ pub const ESP_BYTES: u64 = 600 * MIB;
 pub const BOOT_BYTES: u64 = GIB;
 /// LUKS2 header area cryptsetup reserves by default (data offset).
 pub const LUKS2_HEADER_BYTES: u64 = 16 * MIB;
-pub const VG_NAME: &str = "qubes_dom0";
-pub const ROOT_POOL: &str = "root-pool";
 pub const ROOT_POOL_BYTES: u64 = 20 * GIB;
-pub const ROOT_LV: &str = "root";
 pub const ROOT_LV_BYTES: u64 = 20 * GIB;
-pub const SWAP_LV: &str = "swap";
 pub const LVM_EXTENT: u64 = 4 * MIB;
 pub const LUKS_LABEL: &str = "bulkhead-luks";
 pub const ESP_LABEL: &str = "EFI";
@@ -357,17 +353,17 @@ impl Plan {
                 pbkdf: "argon2id".into(),
                 sector_size: 512u32.max(disk.logical_sector),
                 label: LUKS_LABEL.into(),
-                mapper_name: format!("luks-{uuid}"),
+                mapper_name: names::luks_mapper(&uuid),
                 uuid,
             },
             lvm: LvmPlan {
-                vg: VG_NAME.into(),
-                thin_pool: ROOT_POOL.into(),
+                vg: names::VG.into(),
+                thin_pool: names::ROOT_POOL.into(),
                 thin_pool_bytes: ROOT_POOL_BYTES,
-                root_lv: ROOT_LV.into(),
+                root_lv: names::ROOT_LV.into(),
                 root_lv_bytes: ROOT_LV_BYTES,
                 root_fs: "ext4".into(),
-                swap_lv: SWAP_LV.into(),
+                swap_lv: names::SWAP_LV.into(),
                 swap_bytes,
                 free_for_vm_pool_bytes: free,
             },

@@ -122,7 +122,7 @@ fn without_own_holders(inv: &Inventory, disk: &str, mapper: &str) -> Inventory {
             .iter()
             .any(|c| c.kind == "crypt" && c.path.ends_with(mapper));
         if ours {
-            let vg = format!("{}-", crate::plan::VG_NAME);
+            let vg = names::vg_mapper_prefix(names::VG);
             d.holders
                 .retain(|h| !(h.contains(mapper) || h.contains(&vg)));
         }

@@ -35,8 +35,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("settings {path}: {msg}")]
-    Settings { path: PathBuf, msg: String },
+    #[error("settings {0}")]
+    Settings(confdoc::ConfigError),
     #[error("qubes.xml: {0}")]
     Xml(String),
     #[error("storage: {0}")]

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use confdoc::{Problem, problem};
+
 use crate::Error;
 
 /// Where the installer writes the settings on the installed system.
@@ -142,14 +144,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Parses settings text; unknown keys are refused so typos are not ignored.
+    /// Parses settings text; unknown keys are refused so typos are not
+    /// ignored, and a broken rule names its key and line.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
-        let s: Settings = toml::from_str(text).map_err(|e| Error::Settings {
-            path: origin.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        s.validate(origin)?;
-        Ok(s)
+        confdoc::parse(text, &origin.display().to_string()).map_err(Error::Settings)
     }
 
     /// Reads `ROOT/etc/bulkhead/firstboot.toml`; a missing file gives the defaults.
@@ -169,150 +167,61 @@ impl Settings {
             .or_else(|| self.templates.first().map(|t| t.name.as_str()))
     }
 
-    fn validate(&self, origin: &Path) -> Result<(), Error> {
-        let bad = |msg: String| Error::Settings {
-            path: origin.to_path_buf(),
-            msg,
-        };
+    /// Every problem, in file order (empty: valid).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
         if !(1..=100).contains(&self.pool.percent_free) {
-            return Err(bad(format!(
-                "pool.percent_free is {}; give a percentage from 1 to 100",
-                self.pool.percent_free
-            )));
+            out.push(problem(
+                "pool.percent_free",
+                format!(
+                    "is {}; give a percentage from 1 to 100",
+                    self.pool.percent_free
+                ),
+            ));
         }
-        for t in &self.templates {
-            crate::model::check_name(&t.name).map_err(|m| bad(format!("template: {m}")))?;
+        for (i, t) in self.templates.iter().enumerate() {
+            if let Err(m) = crate::model::check_name(&t.name) {
+                out.push(problem(format!("templates[{i}].name"), m));
+            }
         }
         if let Some(d) = &self.default_template
             && !self.templates.iter().any(|t| &t.name == d)
         {
-            return Err(bad(format!(
-                "default_template {d:?} is not among the templates listed"
-            )));
+            out.push(problem(
+                "default_template",
+                format!("{d:?} is not among the templates listed"),
+            ));
         }
         if !self.skip_everything
             && (self.system_qubes || self.default_appvms)
             && self.templates.is_empty()
         {
-            return Err(bad(
-                "qubes are to be created but no template is listed; add a [[templates]] entry"
-                    .into(),
+            out.push(problem(
+                "templates",
+                "qubes are to be created but no template is listed; add a [[templates]] entry",
             ));
         }
-        for bdf in self.net_pci.iter().chain(self.usb_pci.iter()).flatten() {
-            crate::facts::check_bdf(bdf).map_err(bad)?;
+        for (key, list) in [("net_pci", &self.net_pci), ("usb_pci", &self.usb_pci)] {
+            for (i, bdf) in list.iter().flatten().enumerate() {
+                if let Err(m) = crate::facts::check_bdf(bdf) {
+                    out.push(problem(format!("{key}[{i}]"), m));
+                }
+            }
         }
-        Ok(())
+        out
+    }
+}
+
+impl confdoc::Config for Settings {
+    fn problems(&self) -> Vec<Problem> {
+        Settings::problems(self)
     }
 }
 
 /// The settings reference (Markdown), generated from the doc comments above
 /// through their JSON schema, with each key's default.
 pub fn reference_markdown() -> String {
-    let schema = serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default();
-    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
-    let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
-    walk(&schema, &schema, &defaults, "", &mut out);
-    out
-}
-
-fn resolve<'a>(root: &'a serde_json::Value, node: &'a serde_json::Value) -> &'a serde_json::Value {
-    let r = node.get("$ref").or_else(|| {
-        node.get("allOf")
-            .and_then(|a| a.get(0))
-            .and_then(|a| a.get("$ref"))
-    });
-    match r
-        .and_then(|r| r.as_str())
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
-        Some(name) => root.get("$defs").and_then(|d| d.get(name)).unwrap_or(node),
-        None => node,
-    }
-}
-
-fn type_name(root: &serde_json::Value, node: &serde_json::Value) -> String {
-    let n = resolve(root, node);
-    if let Some(e) = n.get("enum").or_else(|| n.get("oneOf")) {
-        let vals: Vec<String> = e
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .or_else(|| v.get("const").and_then(|c| c.as_str()).map(str::to_string))
-            })
-            .map(|v| format!("`{v}`"))
-            .collect();
-        return vals.join(" / ");
-    }
-    match n.get("type") {
-        Some(serde_json::Value::String(t)) => t.clone(),
-        Some(serde_json::Value::Array(ts)) => ts
-            .iter()
-            .filter_map(|t| t.as_str())
-            .filter(|t| *t != "null")
-            .collect::<Vec<_>>()
-            .join("|"),
-        _ => "table".into(),
-    }
-}
-
-fn walk(
-    root: &serde_json::Value,
-    node: &serde_json::Value,
-    defaults: &serde_json::Value,
-    prefix: &str,
-    out: &mut String,
-) {
-    let node = resolve(root, node);
-    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
-        return;
-    };
-    for (key, sub) in props {
-        let full = format!("{prefix}{key}");
-        let target = resolve(root, sub);
-        let desc = sub
-            .get("description")
-            .or_else(|| target.get("description"))
-            .and_then(|d| d.as_str())
-            .unwrap_or("")
-            .replace('\n', " ");
-        let default = defaults.get(key);
-        if target.get("properties").is_some() {
-            walk(
-                root,
-                sub,
-                default.unwrap_or(&serde_json::Value::Null),
-                &format!("{full}."),
-                out,
-            );
-            continue;
-        }
-        let items = target.get("items").map(|i| resolve(root, i));
-        if let Some(i) = items.filter(|i| i.get("properties").is_some()) {
-            out.push_str(&format!(
-                "| `{full}` | list of tables | see below | {desc} |\n"
-            ));
-            walk(
-                root,
-                i,
-                &serde_json::Value::Null,
-                &format!("{full}[]."),
-                out,
-            );
-            continue;
-        }
-        let shown = match default {
-            None | Some(serde_json::Value::Null) => "unset".to_string(),
-            Some(v) => format!("`{v}`"),
-        };
-        out.push_str(&format!(
-            "| `{full}` | {} | {shown} | {desc} |\n",
-            type_name(root, sub)
-        ));
-    }
+    confdoc::reference_table::<Settings>()
 }
 
 #[cfg(test)]
@@ -346,6 +255,21 @@ mod tests {
         assert!(e.to_string().contains("percent_free"), "{e}");
         let e = Settings::from_toml("default_template = \"nope\"\n", p).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_rule_names_its_key_and_line() {
+        let text = "system_qubes = true\n\n[[templates]]\nname = \"ok\"\n\n[[templates]]\nname = \"bad name\"\n";
+        let e = Settings::from_toml(text, Path::new("/etc/bulkhead/firstboot.toml")).unwrap_err();
+        let Error::Settings(confdoc::ConfigError::Invalid { line, field, .. }) = &e else {
+            panic!("not a rule error: {e}");
+        };
+        assert_eq!((field.as_str(), *line), ("templates[1].name", 7), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("settings /etc/bulkhead/firstboot.toml:7: `templates[1].name`: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use partitioner::secret::Passphrase;
 use partitioner::{Plan, Refusal};
 use zeroize::Zeroizing;
 
-use crate::config::{
+use crate::answers::{
     Answers, DiskAnswers, HardwareAnswers, KEYBOARDS, LANGUAGES, QubesAnswers, Secrets,
     SystemAnswers, TIMEZONES, UserAnswers, check_hostname, check_user_name, hash_password,
 };

@@ -22,7 +22,7 @@ use partitioner::apply::partition_path;
 use partitioner::plan::Role;
 use partitioner::{Inventory, Plan, Refusal};
 
-use crate::config::{Answers, Secrets, SystemAnswers};
+use crate::answers::{Answers, Secrets, SystemAnswers};
 
 /// Where the install log goes on the target.
 pub const LOG_PATH: &str = "var/log/bulkhead/install.log";

@@ -1,8 +1,8 @@
 //! Bulkhead's installer: the answer file and install configuration
-//! ([`config`]), the install engine over the partitioner ([`engine`]), and
+//! ([`answers`]), the install engine over the partitioner ([`engine`]), and
 //! the text user interface as state, update and view ([`app`], [`ui`]).
 
+pub mod answers;
 pub mod app;
-pub mod config;
 pub mod engine;
 pub mod ui;

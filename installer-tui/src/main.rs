@@ -19,8 +19,8 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use zeroize::Zeroizing;
 
+use installer_tui::answers::{Answers, Secrets, find_answers, hash_password, reference_markdown};
 use installer_tui::app::{self, Command, Msg, State};
-use installer_tui::config::{Answers, Secrets, find_answers, hash_password, reference_markdown};
 use installer_tui::engine::{self, DiskTarget, MachineData, Payload};
 use partitioner::secret::Passphrase;
 
@@ -267,8 +267,8 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
     state.ascii = app::ascii_terminal(&std::env::var("TERM").unwrap_or_default());
     if cli.fixture.is_none() {
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        state.xen_args = installer_tui::config::boot_args_from_cmdline(&cmdline, "xen_args");
-        state.dom0_args = installer_tui::config::boot_args_from_cmdline(&cmdline, "dom0_args");
+        state.xen_args = installer_tui::answers::boot_args_from_cmdline(&cmdline, "xen_args");
+        state.dom0_args = installer_tui::answers::boot_args_from_cmdline(&cmdline, "dom0_args");
     }
     state.log_path = std::env::temp_dir()
         .join("bulkhead-install.log")

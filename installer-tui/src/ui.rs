@@ -14,8 +14,8 @@ use ratatui::widgets::{Block, Borders, Gauge, List, ListItem, ListState, Paragra
 use hcl_check::Status;
 use partitioner::discover::human_size;
 
+use crate::answers::{KEYBOARDS, LANGUAGES, TIMEZONES, strength};
 use crate::app::{Screen, State, WIZARD};
-use crate::config::{KEYBOARDS, LANGUAGES, TIMEZONES, strength};
 use crate::engine::Stage;
 
 const HL: Style = Style::new().add_modifier(Modifier::REVERSED);

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use installer_tui::config::{Answers, reference_markdown};
+use installer_tui::answers::{Answers, reference_markdown};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_installer-tui"))
@@ -228,7 +228,7 @@ fn interactive_mode_needs_a_terminal() {
 
 #[test]
 fn answers_found_on_the_kernel_command_line_or_the_medium() {
-    use installer_tui::config::find_answers;
+    use installer_tui::answers::find_answers;
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(
         find_answers("quiet bulkhead.answers=/run/a.toml", tmp.path()),

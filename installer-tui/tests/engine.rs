@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use installer_tui::config::Secrets;
+use installer_tui::answers::Secrets;
 use installer_tui::engine::{
     self, Event, InstallError, Log, Payload, Stage, Target, TargetFacts, overall_percent,
 };
@@ -82,7 +82,7 @@ impl Target for DirTarget {
 }
 
 fn run(
-    answers: &installer_tui::config::Answers,
+    answers: &installer_tui::answers::Answers,
     machine_name: &str,
     payload: &Payload,
     target: &mut DirTarget,

@@ -4,7 +4,6 @@
 //! them (the mkosi idea in shared/style.md).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -124,42 +123,20 @@ const VARIANTS: &[&str] = &[
 /// Tree names the build knows what to do with.
 pub const TREES: &[&str] = &["live", "payload", "template"];
 
-/// A recipe that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum RecipeError {
-    #[error("{file}: {message}")]
-    Syntax { file: String, message: String },
-    #[error("{file}:{line}: `{field}`: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        field: String,
-        message: String,
-    },
-}
+/// A recipe that could not be read: the key and line of the first problem.
+pub type RecipeError = confdoc::ConfigError;
+
+use confdoc::{Problem, problem};
 
 impl Recipe {
     /// Parses and validates a recipe; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, RecipeError> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| RecipeError::Syntax {
-            file: file.to_string(),
-            message: e.to_string(),
-        })?;
-        if let Some((path, message)) = recipe.problem() {
-            let line = line_of(text, &path);
-            return Err(RecipeError::Invalid {
-                file: file.to_string(),
-                line,
-                field: path.join("."),
-                message,
-            });
-        }
-        Ok(recipe)
+        confdoc::parse(text, file)
     }
 
-    /// The first semantic problem: the field's path and what is wrong.
-    fn problem(&self) -> Option<(Vec<String>, String)> {
-        let at = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// Every semantic problem, in file order (empty: valid).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
         let r = &self.release;
         if r.name.is_empty()
             || !r
@@ -167,9 +144,9 @@ impl Recipe {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Some((
-                at(&["release", "name"]),
-                "use lowercase letters, digits and '-' only".into(),
+            out.push(problem(
+                "release.name",
+                "use lowercase letters, digits and '-' only",
             ));
         }
         if r.version.is_empty()
@@ -178,14 +155,14 @@ impl Recipe {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-+~".contains(c))
         {
-            return Some((
-                at(&["release", "version"]),
-                "use letters, digits and . - + ~ only".into(),
+            out.push(problem(
+                "release.version",
+                "use letters, digits and . - + ~ only",
             ));
         }
         if self.debian.architecture != "amd64" {
-            return Some((
-                at(&["debian", "architecture"]),
+            out.push(problem(
+                "debian.architecture",
                 format!(
                     "{:?} is not supported; use \"amd64\"",
                     self.debian.architecture
@@ -193,16 +170,13 @@ impl Recipe {
             ));
         }
         if self.debian.sources.is_empty() {
-            return Some((
-                at(&["debian", "sources"]),
-                "give at least one apt source line, e.g. \"deb http://deb.debian.org/debian bookworm main\"".into(),
-            ));
+            out.push(problem("debian.sources", "give at least one apt source line, e.g. \"deb http://deb.debian.org/debian bookworm main\""));
         }
         for s in &self.debian.sources {
             let words: Vec<_> = s.split_whitespace().collect();
             if words.len() < 3 || words[0] != "deb" {
-                return Some((
-                    at(&["debian", "sources"]),
+                out.push(problem(
+                    "debian.sources",
                     format!("{s:?} is not a one-line apt source (`deb URI SUITE [COMPONENTS]`)"),
                 ));
             }
@@ -213,21 +187,21 @@ impl Recipe {
             || snap.starts_with("file:/"))
             || snap.contains(char::is_whitespace)
         {
-            return Some((
-                at(&["debian", "snapshot"]),
+            out.push(problem(
+                "debian.snapshot",
                 format!("{snap:?} is not an http(s):// or file:/ URL, e.g. \"{DEFAULT_SNAPSHOT}\""),
             ));
         }
         for (name, tree) in &self.trees {
             if !TREES.contains(&name.as_str()) {
-                return Some((
-                    at(&["trees", name]),
+                out.push(problem(
+                    format!("trees.{name}"),
                     format!("unknown tree; the trees are {}", TREES.join(", ")),
                 ));
             }
             if !VARIANTS.contains(&tree.variant.as_str()) {
-                return Some((
-                    at(&["trees", name, "variant"]),
+                out.push(problem(
+                    format!("trees.{name}.variant"),
                     format!("{:?}: use one of {}", tree.variant, VARIANTS.join(", ")),
                 ));
             }
@@ -237,23 +211,23 @@ impl Recipe {
                     && p.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
                 if !ok {
-                    return Some((
-                        at(&["trees", name, "packages"]),
+                    out.push(problem(
+                        format!("trees.{name}.packages"),
                         format!("{p:?} is not a Debian package name"),
                     ));
                 }
             }
             for g in &tree.remove {
                 if g.starts_with('/') || g.split('/').any(|c| c == "..") || g.is_empty() {
-                    return Some((
-                        at(&["trees", name, "remove"]),
+                    out.push(problem(
+                        format!("trees.{name}.remove"),
                         format!("{g:?}: give a relative path without '..'"),
                     ));
                 }
             }
         }
         if !self.trees.contains_key("live") {
-            return Some((at(&["trees"]), "a [trees.live] table is required".into()));
+            out.push(problem("trees", "a [trees.live] table is required"));
         }
         let label = &self.boot.volume_label;
         if label.is_empty()
@@ -262,15 +236,15 @@ impl Recipe {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         {
-            return Some((
-                at(&["boot", "volume_label"]),
-                "use 1 to 32 characters of A-Z, 0-9 and _".into(),
+            out.push(problem(
+                "boot.volume_label",
+                "use 1 to 32 characters of A-Z, 0-9 and _",
             ));
         }
         if self.boot.cmdline.contains('\n') {
-            return Some((at(&["boot", "cmdline"]), "must be one line".into()));
+            out.push(problem("boot.cmdline", "must be one line"));
         }
-        None
+        out
     }
 
     /// The output file name, `NAME-VERSION-amd64.iso`.
@@ -287,96 +261,15 @@ impl Recipe {
     }
 }
 
-/// 1-based line of the item at `path` in `text` (1 when not found).
-fn line_of(text: &str, path: &[String]) -> usize {
-    let span = span_of(text, path).unwrap_or(0..0);
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
-fn span_of(text: &str, path: &[String]) -> Option<Range<usize>> {
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let mut item = doc.as_item();
-    let mut best = None;
-    for key in path {
-        let table = item.as_table_like()?;
-        let (k, next) = table.get_key_value(key)?;
-        best = k.span().or(best);
-        item = next;
-    }
-    best
-}
-
 /// The recipe reference, a Markdown table derived from the structs' doc
 /// comments (kept in the README; a test checks it is current).
 pub fn reference_markdown() -> String {
-    let schema = serde_json::to_value(schemars::schema_for!(Recipe)).unwrap_or_default();
-    let mut rows = Vec::new();
-    walk(&schema, &schema, "", &mut rows);
-    let mut out = String::from("| key | type | default | meaning |\n|---|---|---|---|\n");
-    for (key, ty, default, doc) in rows {
-        out.push_str(&format!("| `{key}` | {ty} | {default} | {doc} |\n"));
-    }
-    out
+    confdoc::reference_table::<Recipe>()
 }
 
-fn resolve<'a>(root: &'a serde_json::Value, v: &'a serde_json::Value) -> &'a serde_json::Value {
-    if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
-        let name = r.rsplit('/').next().unwrap_or_default();
-        if let Some(def) = root.get("$defs").and_then(|d| d.get(name)) {
-            return def;
-        }
-    }
-    v
-}
-
-fn walk(
-    root: &serde_json::Value,
-    node: &serde_json::Value,
-    prefix: &str,
-    rows: &mut Vec<(String, String, String, String)>,
-) {
-    let node = resolve(root, node);
-    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
-        return;
-    };
-    for (name, prop) in props {
-        let key = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        let target = resolve(root, prop);
-        let doc = prop
-            .get("description")
-            .or_else(|| target.get("description"))
-            .and_then(|d| d.as_str())
-            .unwrap_or("")
-            .replace('\n', " ");
-        let ty = match target.get("type").and_then(|t| t.as_str()) {
-            Some("array") => "list of strings".to_string(),
-            Some("object")
-                if target
-                    .get("additionalProperties")
-                    .is_some_and(|a| a.is_object()) =>
-            {
-                "table of tables".to_string()
-            }
-            Some("object") => "table".to_string(),
-            Some(t) => t.to_string(),
-            None => "table".to_string(),
-        };
-        let default = prop
-            .get("default")
-            .map(|d| format!("`{d}`"))
-            .unwrap_or_else(|| "required".into());
-        rows.push((key.clone(), ty, default, doc));
-        if let Some(extra) = target.get("additionalProperties")
-            && extra.is_object()
-        {
-            walk(root, extra, &format!("{key}.NAME"), rows);
-        } else {
-            walk(root, target, &key, rows);
-        }
+impl confdoc::Config for Recipe {
+    fn problems(&self) -> Vec<Problem> {
+        Recipe::problems(self)
     }
 }
 

@@ -416,41 +416,52 @@ fn pin_kernel() -> Result<()> {
 }
 
 /// Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
-fn splice(text: &str, name: &str, body: &str) -> Result<String> {
-    let (start, end) = (
-        format!("<!-- {name}:start -->"),
-        format!("<!-- {name}:end -->"),
-    );
-    let (Some(a), Some(b)) = (text.find(&start), text.find(&end)) else {
-        bail!("README.md lacks the {start} / {end} markers");
-    };
-    Ok(format!("{}{start}\n{body}{}", &text[..a], &text[b..]))
+/// Replaces each named reference between its `<!-- NAME:start -->` and
+/// `<!-- NAME:end -->` markers in the file at `path`.
+fn regenerate(path: &Path, parts: &[(&str, &str)]) -> Result<()> {
+    let mut text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    for (name, body) in parts {
+        text = confdoc::splice(&text, name, body).with_context(|| {
+            format!(
+                "{} lacks the <!-- {name}:start --> / <!-- {name}:end --> markers",
+                path.display()
+            )
+        })?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Regenerates the README's recipe and answer-file references from the
-/// structs' doc comments.
+/// Regenerates every reference derived from the structs' doc comments: the
+/// recipe and the answer file in README.md, ANSWERS.md, and firstboot.toml's
+/// in firstboot/README.md.
 fn docs(root: &Path) -> Result<()> {
-    let path = root.join("README.md");
-    let text = std::fs::read_to_string(&path)?;
-    let text = splice(
-        &text,
-        "recipe-reference",
-        &iso_builder::recipe::reference_markdown(),
-    )?;
     // installer-tui links libcryptsetup: it runs as its own program, after
     // the host packages are in place, so xtask builds without them.
     host::ensure_packages(root)?;
-    let answers = crate::output(Command::new("cargo").args([
-        "run",
-        "--quiet",
-        "-p",
-        "installer-tui",
-        "--",
-        "--answers-reference",
-    ]))?;
-    let text = splice(&text, "answers-reference", &answers)?;
-    std::fs::write(&path, text)?;
-    eprintln!("README.md: recipe and answer-file references regenerated");
+    let program = |package: &str, args: &[&str]| {
+        crate::output(
+            Command::new("cargo")
+                .args(["run", "--quiet", "-p", package, "--"])
+                .args(args),
+        )
+    };
+    let answers = program("installer-tui", &["--answers-reference"])?;
+    let settings = program("firstboot", &["settings"])?;
+    let recipe = iso_builder::recipe::reference_markdown();
+    regenerate(
+        &root.join("README.md"),
+        &[
+            ("recipe-reference", &recipe),
+            ("answers-reference", &answers),
+        ],
+    )?;
+    std::fs::write(root.join("installer-tui/ANSWERS.md"), &answers)?;
+    regenerate(
+        &root.join("firstboot/README.md"),
+        &[("settings-reference", &settings)],
+    )?;
+    eprintln!("regenerated: README.md, installer-tui/ANSWERS.md, firstboot/README.md");
     Ok(())
 }
 

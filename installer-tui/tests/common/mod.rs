@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use installer_tui::config::{Answers, Secrets, hash_password};
+use installer_tui::answers::{Answers, Secrets, hash_password};
 use installer_tui::engine::MachineData;
 use partitioner::secret::Passphrase;
 use zeroize::Zeroizing;

@@ -8,7 +8,6 @@
 //! terminal ([`Secrets`]). The TUI builds the same [`Answers`] value, so both
 //! paths go through one [`Answers::problems`] check.
 
-use std::ops::Range;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -198,34 +197,14 @@ const RESERVED_USERS: &[&str] = &[
     "ftp", "nobody", "qubes", "wheel", "dbus", "polkitd", "systemd",
 ];
 
-/// An answer file that could not be used. Nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AnswersError {
-    #[error("{file}: {message}\nNothing was written; fix the answer file and run again.")]
-    Syntax { file: String, message: String },
-    #[error(
-        "{file}:{line}: `{field}`: {message}\nNothing was written; fix the answer file and run again."
-    )]
-    Invalid {
-        file: String,
-        line: usize,
-        field: String,
-        message: String,
-    },
-}
+/// An answer file that could not be used (nothing was written): the key
+/// and line of the first problem.
+pub type AnswersError = confdoc::ConfigError;
 
-/// One problem: the dotted field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: &'static str,
-    pub message: String,
-}
+pub use confdoc::Problem;
 
-fn problem(field: &'static str, message: impl Into<String>) -> Problem {
-    Problem {
-        field,
-        message: message.into(),
-    }
+fn problem(field: &str, message: impl Into<String>) -> Problem {
+    confdoc::problem(field, message)
 }
 
 /// Checks a host name (RFC 1123 label).
@@ -290,19 +269,7 @@ pub fn check_timezone(tz: &str) -> Result<(), String> {
 impl Answers {
     /// Parses and validates an answer file; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, AnswersError> {
-        let answers: Answers = toml::from_str(text).map_err(|e| AnswersError::Syntax {
-            file: file.to_string(),
-            message: e.to_string(),
-        })?;
-        if let Some(p) = answers.problems().into_iter().next() {
-            return Err(AnswersError::Invalid {
-                file: file.to_string(),
-                line: line_of(text, p.field),
-                field: p.field.to_string(),
-                message: p.message,
-            });
-        }
-        Ok(answers)
+        confdoc::parse(text, file)
     }
 
     /// Every problem, in file order (empty: valid).
@@ -461,31 +428,6 @@ pub fn find_answers(cmdline: &str, medium: &std::path::Path) -> Option<PathBuf> 
     on_medium.is_file().then_some(on_medium)
 }
 
-/// 1-based line of the dotted `field` in `text` (its nearest present parent
-/// when the key is absent; 1 when nothing is found).
-pub fn line_of(text: &str, field: &str) -> usize {
-    let path: Vec<&str> = field.split('.').collect();
-    let span = span_of(text, &path).unwrap_or(0..0);
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
-fn span_of(text: &str, path: &[&str]) -> Option<Range<usize>> {
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let mut item = doc.as_item();
-    let mut best = None;
-    for key in path {
-        let Some(table) = item.as_table_like() else {
-            break;
-        };
-        let Some((k, next)) = table.get_key_value(key) else {
-            break;
-        };
-        best = k.span().or(best);
-        item = next;
-    }
-    best
-}
-
 /// The secrets of an install, kept apart from the answers: zeroized on drop,
 /// `Debug` prints `[REDACTED]`.
 #[derive(Debug)]
@@ -541,18 +483,12 @@ pub fn strength(pass: &[u8]) -> (u8, &'static str) {
 /// The answer-file reference, a Markdown table derived from the structs'
 /// doc comments (kept in ANSWERS.md; a test checks it is current).
 pub fn reference_markdown() -> String {
-    let schema = serde_json::to_value(schemars::schema_for!(Answers)).unwrap_or_default();
-    let mut rows = Vec::new();
-    walk(&schema, &schema, "", &mut rows);
     let mut out = String::from(
         "# installer-tui answer file reference\n\n\
-         Generated from `installer-tui/src/config.rs` by `installer-tui --answers-reference`; \
-         a test keeps it current. See `examples/answers.toml`.\n\n\
-         | key | type | default | meaning |\n|---|---|---|---|\n",
+         Generated from `installer-tui/src/answers.rs` by `installer-tui --answers-reference`; \
+         a test keeps it current. See `examples/answers.toml`.\n\n",
     );
-    for (key, ty, default, doc) in rows {
-        out.push_str(&format!("| `{key}` | {ty} | {default} | {doc} |\n"));
-    }
+    out.push_str(&confdoc::reference_table::<Answers>());
     out.push_str("\n## Values offered\n\n`system.language`: ");
     out.push_str(
         &LANGUAGES
@@ -581,67 +517,11 @@ pub fn reference_markdown() -> String {
     out
 }
 
-fn resolve<'a>(root: &'a serde_json::Value, v: &'a serde_json::Value) -> &'a serde_json::Value {
-    if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
-        let name = r.rsplit('/').next().unwrap_or_default();
-        if let Some(def) = root.get("$defs").and_then(|d| d.get(name)) {
-            return def;
-        }
+impl confdoc::Config for Answers {
+    fn problems(&self) -> Vec<Problem> {
+        Answers::problems(self)
     }
-    v
-}
-
-fn walk(
-    root: &serde_json::Value,
-    node: &serde_json::Value,
-    prefix: &str,
-    rows: &mut Vec<(String, String, String, String)>,
-) {
-    let node = resolve(root, node);
-    let Some(props) = node.get("properties").and_then(|p| p.as_object()) else {
-        return;
-    };
-    let required: Vec<&str> = node
-        .get("required")
-        .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    for (name, prop) in props {
-        let key = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        let target = resolve(root, prop);
-        let doc = prop
-            .get("description")
-            .or_else(|| target.get("description"))
-            .and_then(|d| d.as_str())
-            .unwrap_or("")
-            .replace('\n', " ");
-        let ty = match target.get("type") {
-            Some(serde_json::Value::String(t)) if t == "array" => "list of strings".to_string(),
-            Some(serde_json::Value::String(t)) if t == "object" => "table".to_string(),
-            Some(serde_json::Value::String(t)) => t.clone(),
-            Some(serde_json::Value::Array(ts)) => ts
-                .iter()
-                .filter_map(|t| t.as_str())
-                .filter(|t| *t != "null")
-                .collect::<Vec<_>>()
-                .join(" or "),
-            _ => "table".to_string(),
-        };
-        let is_table = target.get("properties").is_some();
-        let default = match prop.get("default") {
-            Some(serde_json::Value::Null) => "unset".into(),
-            Some(_) if is_table => "see its keys".into(),
-            Some(d) => format!("`{d}`"),
-            None if required.contains(&name.as_str()) => "required".into(),
-            None => "unset".into(),
-        };
-        rows.push((key.clone(), ty, default, doc));
-        walk(root, target, &key, rows);
-    }
+    const AFTER_ERROR: &'static str = "\nNothing was written; fix the answer file and run again.";
 }
 
 #[cfg(test)]

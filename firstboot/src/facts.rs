@@ -124,21 +124,8 @@ fn newest_kernel(dir: &Path) -> Option<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(|c: char| c.is_ascii_digit()))
         .collect();
-    versions.sort_by(|a, b| version_cmp(a, b));
+    versions.sort_by(|a, b| sysutil::natural_cmp(a, b));
     versions.pop()
-}
-
-/// Compares versions by their numeric and text runs ("6.10.1" > "6.9.12").
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parts(s: &str) -> Vec<(u64, String)> {
-        s.split(|c: char| !c.is_ascii_alphanumeric())
-            .map(|p| {
-                let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-                (digits.parse().unwrap_or(0), p[digits.len()..].to_string())
-            })
-            .collect()
-    }
-    parts(a).cmp(&parts(b))
 }
 
 #[cfg(test)]

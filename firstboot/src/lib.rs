@@ -24,25 +24,21 @@ pub mod storage;
 mod util;
 pub mod xlcfg;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Everything that can go wrong; each message says what, to what, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("settings {0}")]
     Settings(confdoc::ConfigError),
     #[error("qubes.xml: {0}")]
     Xml(String),
     #[error("storage: {0}")]
     Storage(String),
-    #[error("`{cmd}` failed: {msg}")]
-    Command { cmd: String, msg: String },
+    #[error(transparent)]
+    Tool(#[from] sysutil::ToolError),
     #[error("{0}")]
     Missing(String),
     #[error("{0}")]
@@ -75,10 +71,6 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Error {
-        Error::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io(sysutil::IoError::new(what, path, source))
     }
 }

@@ -543,20 +543,7 @@ impl Backend for Offline {
                 continue;
             }
             let cfg = self.root.join(XL_DIR).join(format!("{q}.cfg"));
-            let out = std::process::Command::new("xl")
-                .arg("create")
-                .arg(&cfg)
-                .output()
-                .map_err(|e| Error::Command {
-                    cmd: format!("xl create {}", cfg.display()),
-                    msg: e.to_string(),
-                })?;
-            if !out.status.success() {
-                return Err(Error::Command {
-                    cmd: format!("xl create {}", cfg.display()),
-                    msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
+            sysutil::run(std::process::Command::new("xl").arg("create").arg(&cfg))?;
         }
         Ok(notes)
     }

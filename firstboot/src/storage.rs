@@ -75,24 +75,7 @@ impl Lvm {
     }
 
     fn run(&mut self, args: &[&str]) -> Result<String, Error> {
-        let out = Command::new(&self.lvm)
-            .args(args)
-            .output()
-            .map_err(|e| Error::Command {
-                cmd: format!("{} {}", self.lvm.display(), args.join(" ")),
-                msg: format!("cannot start it: {e}"),
-            })?;
-        if !out.status.success() {
-            return Err(Error::Command {
-                cmd: format!("{} {}", self.lvm.display(), args.join(" ")),
-                msg: format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(sysutil::run(Command::new(&self.lvm).args(args))?)
     }
 
     fn lvs(&mut self, vg: &str) -> Result<&BTreeMap<String, String>, Error> {

@@ -28,12 +28,8 @@ pub enum HarnessError {
     Input(#[from] iso_builder::inputs::InputError),
     #[error(transparent)]
     Cpio(#[from] iso_builder::cpio::CpioError),
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("{0}")]
     Setup(String),
     #[error(transparent)]
@@ -45,7 +41,7 @@ pub(crate) fn io_err(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(std::io::Error) -> HarnessError {
     let path = path.into();
-    move |source| HarnessError::Io { what, path, source }
+    move |cause| HarnessError::Io(sysutil::IoError::new(what, path, cause))
 }
 
 /// The workspace root (guest-harness lives one level below it).

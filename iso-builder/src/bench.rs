@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,8 @@ use crate::isotree::Tree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("writing with bulkhead: {0}")]
     Ours(String),
     #[error("xorriso failed ({0}); apt-get install xorriso")]
@@ -69,10 +65,7 @@ impl fmt::Display for BenchResult {
     }
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
-    let path = path.to_path_buf();
-    move |source| BenchError::Io { what, path, source }
-}
+use sysutil::io_err;
 
 /// Deterministic filler bytes (xorshift), so compression-free and stable.
 fn fill(buf: &mut [u8], mut state: u64) {

@@ -100,12 +100,8 @@ pub enum GrubError {
     Missing { path: PathBuf, package: String },
     #[error("{command} failed: {detail}")]
     Tool { command: String, detail: String },
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
 }
 
 /// The pin file's shape.
@@ -213,10 +209,8 @@ fn mkimage(
             detail: String::from_utf8_lossy(&o.stderr).trim().to_string(),
         });
     }
-    std::fs::read(out).map_err(|source| GrubError::Io {
-        what: "reading",
-        path: out.to_path_buf(),
-        source,
+    std::fs::read(out).map_err(|source| {
+        GrubError::Io(sysutil::IoError::new("reading", out.to_path_buf(), source))
     })
 }
 
@@ -242,10 +236,7 @@ pub fn build_loader(
         need(pc_dir.join(f), "grub-pc-bin")?;
     }
     need(efi_dir.join("kernel.img"), "grub-efi-amd64-bin")?;
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| GrubError::Io { what, path, source }
-    };
+    let io = sysutil::io_err;
     let tmp = tempfile::tempdir().map_err(io(
         "creating a temporary directory in",
         &std::env::temp_dir(),

@@ -10,7 +10,7 @@
 //! reported with every other such pin, by name and version.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -67,18 +67,13 @@ pub enum InputError {
     },
     #[error("running {command}: {detail}")]
     Tool { command: String, detail: String },
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
+    #[error(transparent)]
+    Run(#[from] sysutil::ToolError),
 }
 
-pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InputError {
-    let path = path.to_path_buf();
-    move |source| InputError::Io { what, path, source }
-}
+pub(crate) use sysutil::io_err;
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, InputError> {
@@ -208,18 +203,7 @@ impl Cache {
 }
 
 fn run(cmd: &mut Command) -> Result<String, InputError> {
-    let desc = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| InputError::Tool {
-        command: desc.clone(),
-        detail: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(InputError::Tool {
-            command: desc,
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(sysutil::run(cmd)?)
 }
 
 /// Parses the first stanza of `apt-cache show` output into a pin.

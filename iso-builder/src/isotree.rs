@@ -32,18 +32,11 @@ pub enum TreeError {
         existing: &'static str,
         new: &'static str,
     },
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TreeError {
-    let path = path.to_path_buf();
-    move |source| TreeError::Io { what, path, source }
-}
+use sysutil::io_err;
 
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
@@ -156,11 +149,11 @@ impl Tree {
         let mut tree = Tree::new();
         let meta = fs::metadata(dir).map_err(io_err("reading", dir))?;
         if !meta.is_dir() {
-            return Err(TreeError::Io {
-                what: "reading",
-                path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-            });
+            return Err(TreeError::Io(sysutil::IoError::new(
+                "reading",
+                dir.to_path_buf(),
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            )));
         }
         tree.root.perm = meta.mode() & 0o7777;
         let mut links = HashMap::new();

@@ -5,27 +5,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {
     #[error("kernel module {0:?} is not in modules.dep of the kernel")]
     Unknown(String),
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("depmod: {0}")]
     Depmod(String),
+    #[error(transparent)]
+    Run(#[from] sysutil::ToolError),
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KmodError {
-    let path = path.to_path_buf();
-    move |source| KmodError::Io { what, path, source }
-}
+use sysutil::io_err;
 
 /// The modules chosen: files to copy (relative to the module directory) and
 /// names to load at boot, in the order asked.
@@ -135,19 +130,7 @@ pub fn depmod(root: &Path, release: &str) -> Result<(), KmodError> {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .ok_or_else(|| KmodError::Depmod("depmod not found: apt-get install kmod".into()))?;
-    let out = Command::new(depmod)
-        .arg("-b")
-        .arg(root)
-        .arg(release)
-        .output()
-        .map_err(io_err("running", Path::new(depmod)))?;
-    if !out.status.success() {
-        return Err(KmodError::Depmod(format!(
-            "depmod -b {} {release}: {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    sysutil::run(Command::new(depmod).arg("-b").arg(root).arg(release))?;
     Ok(())
 }
 

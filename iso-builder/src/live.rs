@@ -48,12 +48,8 @@ pub enum LiveError {
     Kmod(#[from] KmodError),
     #[error(transparent)]
     Cpio(#[from] CpioError),
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("{0}")]
     Missing(String),
 }
@@ -306,10 +302,12 @@ impl LiveInitramfs {
                 self.busybox.display()
             )));
         }
-        let staging = tempfile::tempdir().map_err(|source| LiveError::Io {
-            what: "creating a staging directory",
-            path: std::env::temp_dir(),
-            source,
+        let staging = tempfile::tempdir().map_err(|source| {
+            LiveError::Io(sysutil::IoError::new(
+                "creating a staging directory",
+                std::env::temp_dir(),
+                source,
+            ))
         })?;
         let modules_dir = self.kernel_root.join("lib/modules").join(&self.release);
         if !modules_dir.join("modules.dep").is_file() {
@@ -372,10 +370,12 @@ impl LiveInitramfs {
             .replace("@LIVE@", LIVE_IMAGE)
             .replace("@LIVE_INIT@", LIVE_INIT_PATH);
         a.file_bytes("init", init, 0o755)?;
-        let f = fs::File::create(dest).map_err(|source| LiveError::Io {
-            what: "creating",
-            path: dest.to_path_buf(),
-            source,
+        let f = fs::File::create(dest).map_err(|source| {
+            LiveError::Io(sysutil::IoError::new(
+                "creating",
+                dest.to_path_buf(),
+                source,
+            ))
         })?;
         a.write_to(std::io::BufWriter::new(f), 0)?;
         Ok(())
@@ -384,10 +384,8 @@ impl LiveInitramfs {
 
 fn add_tree(a: &mut Archive, base: &Path, dir: &Path) -> Result<(), LiveError> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|source| LiveError::Io {
-            what: "listing",
-            path: dir.to_path_buf(),
-            source,
+        .map_err(|source| {
+            LiveError::Io(sysutil::IoError::new("listing", dir.to_path_buf(), source))
         })?
         .filter_map(Result::ok)
         .map(|e| e.path())

@@ -55,12 +55,8 @@ pub enum BuildError {
     Checksum(#[from] ChecksumError),
     #[error(transparent)]
     Sbom(#[from] SbomError),
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("{0}")]
     Config(String),
     #[error(
@@ -73,10 +69,7 @@ pub enum BuildError {
     },
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
-    let path = path.to_path_buf();
-    move |source| BuildError::Io { what, path, source }
-}
+use sysutil::io_err;
 
 /// What to build and where.
 #[derive(Debug, Clone)]
@@ -518,5 +511,5 @@ fn manifest_hash(recipe: &str, lock: &str) -> String {
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     let tmp = path.with_extension("partial");
     fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("renaming to", path))
+    Ok(fs::rename(&tmp, path).map_err(io_err("renaming to", path))?)
 }

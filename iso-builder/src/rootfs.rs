@@ -38,34 +38,16 @@ pub enum RootfsError {
         "tree `{tree}`: dpkg installed a different set than inputs.lock holds ({detail}); run `cargo xtask lock`"
     )]
     LockMismatch { tree: String, detail: String },
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
+    #[error(transparent)]
+    Run(#[from] sysutil::ToolError),
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError {
-    let path = path.to_path_buf();
-    move |source| RootfsError::Io { what, path, source }
-}
+use sysutil::io_err;
 
 fn run(cmd: &mut Command) -> Result<String, RootfsError> {
-    let command = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| RootfsError::Tool {
-        command: command.clone(),
-        detail: e.to_string(),
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-        return Err(RootfsError::Tool {
-            command,
-            detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(sysutil::run(cmd)?)
 }
 
 /// One mmdebstrap run.
@@ -338,12 +320,13 @@ impl Extra {
             Extra::File { data, mode, .. } => {
                 fs::write(&dest, data).map_err(io_err("writing", &dest))?;
                 fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))
-                    .map_err(io_err("setting the mode of", &dest))
+                    .map_err(io_err("setting the mode of", &dest))?;
             }
             Extra::Symlink { target, .. } => {
-                std::os::unix::fs::symlink(target, &dest).map_err(io_err("linking", &dest))
+                std::os::unix::fs::symlink(target, &dest).map_err(io_err("linking", &dest))?;
             }
         }
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use iso_builder::checksum;
 use iso_builder::inputs::sha256_file;
 use iso_builder::iso9660::{self, BiosBoot, HybridBoot, Options};
 use iso_builder::isotree::{File, Kind, Node, Source, Tree};
@@ -160,4 +161,29 @@ fn plain_image_without_joliet_is_pinned() {
             "069a29d7fc9624b40839b350e97ad8c8f6fc58c642631b0a909a17e9cbf0f526".into()
         )
     );
+}
+
+/// Embedding the checksum while writing gives the bytes of writing without
+/// it and implanting it afterwards (which reads the image whole), and the
+/// digests returned are the embedded record and the file's own sha256.
+#[test]
+fn checksum_embedded_while_writing_is_the_implanted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new("EMBED", EPOCH);
+    o.efi_image = Some("boot/esp.img".into());
+    let plain = dir.path().join("plain.iso");
+    iso9660::write_image(&tree(), o.clone(), &plain).unwrap();
+    let implanted = checksum::implant(&plain).unwrap();
+    o.embed_checksum = true;
+    let embedded = dir.path().join("embedded.iso");
+    let image = iso9660::write_image(&tree(), o, &embedded).unwrap();
+    let d = image.digests.clone().unwrap();
+    assert_eq!(d.embedded, implanted);
+    assert!(std::fs::read(&plain).unwrap() == std::fs::read(&embedded).unwrap());
+    assert_eq!(d.sha256, sha256_file(&embedded).unwrap());
+    assert_eq!(
+        checksum::verify(&embedded, &mut |_, _| {}).unwrap(),
+        d.embedded
+    );
+    assert_eq!(d.embedded.size, image.image_size());
 }

@@ -106,7 +106,9 @@ fn digest(
     Ok(hex::encode(h.finalize()))
 }
 
-/// Computes the image's checksum and writes it into its PVD.
+/// Computes the checksum of an image written without one (reading it
+/// whole) and writes it into its PVD. The writer embeds it while writing
+/// instead (`iso9660::Options::embed_checksum`).
 pub fn implant(path: &Path) -> Result<Embedded, ChecksumError> {
     let mut f = File::options()
         .read(true)
@@ -116,13 +118,19 @@ pub fn implant(path: &Path) -> Result<Embedded, ChecksumError> {
     check_pvd(&mut f, path)?;
     let size = f.metadata().map_err(ioe(path))?.len();
     let sha256 = digest(&mut f, size, path, &mut |_, _| {})?;
-    let mut field = [b' '; FIELD_LEN];
-    let text = format!("{TAG}SIZE={size};SHA256={sha256};");
-    field[..text.len()].copy_from_slice(text.as_bytes());
+    let e = Embedded { size, sha256 };
     f.seek(SeekFrom::Start(FIELD_OFFSET)).map_err(ioe(path))?;
-    f.write_all(&field).map_err(ioe(path))?;
+    f.write_all(&field(&e)).map_err(ioe(path))?;
     f.sync_all().map_err(ioe(path))?;
-    Ok(Embedded { size, sha256 })
+    Ok(e)
+}
+
+/// The field holding `e`: the record, then spaces.
+pub fn field(e: &Embedded) -> [u8; FIELD_LEN] {
+    let mut field = [b' '; FIELD_LEN];
+    let text = format!("{TAG}SIZE={};SHA256={};", e.size, e.sha256);
+    field[..text.len()].copy_from_slice(text.as_bytes());
+    field
 }
 
 /// Reads the embedded record.

@@ -22,5 +22,4 @@ pub mod master;
 pub mod origins;
 pub mod pipeline;
 pub mod recipe;
-pub mod rockridge;
 pub mod rootfs;

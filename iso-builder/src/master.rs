@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::esp::{self, EspError};
 use crate::grub::{self, BootloaderLock, Entry, GrubError, Loader};
 use crate::inputs::Cache;
-use crate::iso9660::{self, BiosBoot, HybridBoot, IsoError, Layout, Options};
+use crate::iso9660::{self, BiosBoot, HybridBoot, Image, IsoError, Options};
 use crate::isotree::{Kind, Tree, TreeError};
 
 pub const KERNEL: &str = "boot/vmlinuz";
@@ -47,6 +47,9 @@ pub struct MasterOptions {
     pub default: Entry,
     /// SOURCE_DATE_EPOCH.
     pub epoch: i64,
+    /// Embed the image's sha256 while writing it (see
+    /// [`Options::embed_checksum`]).
+    pub embed_checksum: bool,
 }
 
 impl MasterOptions {
@@ -57,6 +60,7 @@ impl MasterOptions {
             timeout: 5,
             default: Entry::Install,
             epoch,
+            embed_checksum: false,
         }
     }
 }
@@ -69,7 +73,7 @@ pub fn master_tree(
     out: &Path,
     opts: &MasterOptions,
     loader: &Loader,
-) -> Result<Layout, MasterError> {
+) -> Result<Image, MasterError> {
     grub::check_cmdline(&opts.cmdline).map_err(MasterError::Options)?;
     for p in [KERNEL, INITRD] {
         if !matches!(tree.get(p).map(|n| &n.kind), Some(Kind::File(_))) {
@@ -96,6 +100,7 @@ pub fn master_tree(
     let mut iso = Options::new(&opts.label, opts.epoch);
     iso.application = "BULKHEAD-ISO".into();
     iso.publisher = "BULKHEAD".into();
+    iso.embed_checksum = opts.embed_checksum;
     iso.bios = Some(BiosBoot {
         image: BIOS_IMAGE.into(),
         load_sectors: 4,
@@ -117,7 +122,7 @@ pub fn master_dir(
     out: &Path,
     opts: &MasterOptions,
     cache: &Cache,
-) -> Result<Layout, MasterError> {
+) -> Result<Image, MasterError> {
     let tree = Tree::from_dir(dir)?;
     let lock = BootloaderLock::parse(grub::LOCK_TEXT)?;
     let loader = grub::build_loader(cache, &lock, &iso9660::grub_fs_uuid(opts.epoch))?;

@@ -1,5 +1,6 @@
 //! The whole ISO build: recipe + lock → trees (cached images) → live
-//! initramfs → master → embedded checksum → manifest, SBOM, SHA256SUMS.
+//! initramfs → master (embedding the checksum as it writes) → manifest,
+//! SBOM, SHA256SUMS.
 //! `cargo xtask iso` and `bulkhead-iso build` both call [`build`].
 //!
 //! Nothing is written under a final name until it is complete: the image is
@@ -15,7 +16,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::checksum::{self, ChecksumError};
 use crate::compress::{self, CompressError};
 use crate::grub::{self, BootloaderLock, GrubError};
 use crate::inputs::{self, Cache, DebPin, InputError};
@@ -51,8 +51,6 @@ pub enum BuildError {
     Tree(#[from] TreeError),
     #[error(transparent)]
     Master(#[from] MasterError),
-    #[error(transparent)]
-    Checksum(#[from] ChecksumError),
     #[error(transparent)]
     Sbom(#[from] SbomError),
     #[error(transparent)]
@@ -247,7 +245,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
     let iso_name = recipe.iso_name();
     let final_iso = opts.out_dir.join(&iso_name);
     let mut image_artifacts = Vec::new();
-    let tmp_iso = st.run("master", || {
+    let (tmp_iso, iso_artifact) = st.run("master", || {
         let mut tree = Tree::new();
         tree.add_host_file(master::KERNEL, &vmlinuz, 0o444)?;
         tree.add_host_file(master::INITRD, &initrd, 0o444)?;
@@ -283,22 +281,37 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         let mut mo = MasterOptions::new(&recipe.boot.volume_label, sde as i64);
         mo.cmdline = recipe.boot.cmdline.clone();
         mo.timeout = recipe.boot.timeout_seconds;
+        // The writer embeds the checksum as it writes and returns the
+        // finished file's sha256 too (one read of the image, see
+        // iso9660/out.rs): the manifest and SHA256SUMS reuse it.
+        mo.embed_checksum = true;
         let blk = BootloaderLock::parse(grub::LOCK_TEXT)?;
         let loader = grub::build_loader(cache, &blk, &crate::iso9660::grub_fs_uuid(sde as i64))?;
         fs::create_dir_all(&opts.out_dir).map_err(io_err("creating", &opts.out_dir))?;
         let tmp = opts.out_dir.join(format!(".{iso_name}.partial"));
-        master::master_tree(tree, &tmp, &mo, &loader)?;
-        let e = checksum::implant(&tmp)?;
+        let d = master::master_tree(tree, &tmp, &mo, &loader)?
+            .digests
+            .ok_or_else(|| {
+                BuildError::Config(
+                    "internal error: the image was written without its checksum".into(),
+                )
+            })?;
         {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
                 .map_err(io_err("setting permissions of", &tmp))?;
         }
-        Ok((tmp, format!("{} MiB", e.size >> 20)))
+        let note = format!("{} MiB", d.embedded.size >> 20);
+        let output = Artifact {
+            name: iso_name.clone(),
+            sha256: d.sha256,
+            size: d.embedded.size,
+        };
+        Ok(((tmp, output), note))
     })?;
 
     let manifest = st.run("manifest", || {
-        let output = artifact(&iso_name, &tmp_iso)?;
+        let output = iso_artifact;
         let mut inputs_list = manifest::inputs(&lock);
         for p in BootloaderLock::parse(grub::LOCK_TEXT)?.deb {
             // The same file may also be in a tree (the payload has GRUB).

@@ -5,7 +5,7 @@
 //! writer decides which go into the directory record and which into a
 //! continuation area.
 
-use crate::iso9660::both32;
+use super::fields::both32;
 
 /// Largest SUSP entry (its length field is one byte).
 const MAX_ENTRY: usize = 255;

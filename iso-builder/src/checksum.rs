@@ -21,8 +21,8 @@ const TAG: &str = "BULKHEAD-SHA256;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
     #[error("{path} is not an ISO9660 image (no CD001 primary volume descriptor at sector 16)")]
     NotIso { path: String },
     #[error(
@@ -50,11 +50,9 @@ pub struct Embedded {
     pub sha256: String,
 }
 
-fn ioe(path: &Path) -> impl FnOnce(io::Error) -> ChecksumError + '_ {
-    move |source| ChecksumError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+/// Every file operation here is on the image itself.
+fn ioe(path: &Path) -> impl FnOnce(io::Error) -> sysutil::IoError + use<> {
+    sysutil::io_err("reading or writing the image", path)
 }
 
 fn check_pvd(f: &mut File, path: &Path) -> Result<(), ChecksumError> {

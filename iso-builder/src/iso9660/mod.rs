@@ -103,11 +103,8 @@ pub fn write_image(tree: &Tree, opts: Options, dest: &Path) -> Result<Image, Iso
         .try_clone()
         .map_err(io_err("opening", tmp.path()))?;
     let digests = layout.write(file, tmp.path())?;
-    tmp.persist(dest).map_err(|e| IsoError::Io {
-        what: "renaming the finished image to",
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
+    tmp.persist(dest)
+        .map_err(|e| io_err("renaming the finished image to", dest)(e.error))?;
     Ok(Image { layout, digests })
 }
 

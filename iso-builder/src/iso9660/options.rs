@@ -1,8 +1,7 @@
 //! What the caller asks of the writer besides the tree, and what can go
 //! wrong.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::hybrid;
 
@@ -25,18 +24,11 @@ pub enum IsoError {
     Changed { path: PathBuf, detail: String },
     #[error(transparent)]
     Hybrid(#[from] hybrid::HybridError),
-    #[error("{what} {path:?}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] sysutil::IoError),
 }
 
-pub(super) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> IsoError {
-    let path = path.to_path_buf();
-    move |source| IsoError::Io { what, path, source }
-}
+pub(super) use sysutil::io_err;
 
 /// An error that only a bug in the writer can cause.
 pub(super) fn internal(what: String) -> IsoError {

@@ -226,7 +226,7 @@ impl Out {
                     n += k as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(io_err("copying", src)(e)),
+                Err(e) => break Err(io_err("copying", src)(e).into()),
             }
         };
         self.scratch = chunk;
@@ -277,7 +277,7 @@ impl Out {
                     at += k as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err("reading back", &self.path)(e)),
+                Err(e) => return Err(io_err("reading back", &self.path)(e).into()),
             }
         }
         Ok(Digests {

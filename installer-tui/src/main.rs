@@ -101,10 +101,10 @@ fn run() -> Result<ExitCode> {
         find_answers(&cmdline, &cli.medium)
     });
     let machine = || -> Result<MachineData> {
-        match &cli.fixture {
-            Some(d) => MachineData::fixture(d).map_err(anyhow::Error::msg),
-            None => MachineData::live().map_err(anyhow::Error::msg),
-        }
+        Ok(match &cli.fixture {
+            Some(d) => MachineData::fixture(d)?,
+            None => MachineData::live()?,
+        })
     };
     match answers_path {
         Some(p) => unattended(&cli, &p, machine()?, dry_run),
@@ -206,8 +206,7 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
         return Ok(ExitCode::SUCCESS);
     }
     let template = template(cli)?;
-    let _lock =
-        engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)).map_err(anyhow::Error::msg)?;
+    let _lock = engine::InstallLock::acquire(Path::new(engine::LOCK_PATH))?;
     let secrets = secrets(&answers)?;
     let pbkdf = pbkdf(cli, &machine);
     let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
@@ -350,7 +349,7 @@ fn event_loop(
                         let mut target = DiskTarget::new(mountpoint, pbkdf);
                         let mut send_mut = send;
                         match engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)) {
-                            Err(m) => Err((engine::Stage::Hardware, m)),
+                            Err(m) => Err((engine::Stage::Hardware, m.to_string())),
                             Ok(_lock) => match engine::install(
                                 &answers,
                                 &secrets,

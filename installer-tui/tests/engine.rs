@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use installer_tui::config::Secrets;
 use installer_tui::engine::{
-    self, Event, InstallError, Log, Payload, Stage, Target, TargetFacts, overall_percent,
+    self, Event, InstallError, Log, Payload, Stage, StageError, Target, TargetFacts,
+    overall_percent,
 };
 use partitioner::Plan;
 
@@ -49,11 +50,10 @@ impl Target for DirTarget {
         erase: &str,
         _s: &Secrets,
         progress: &mut dyn FnMut(u8, String),
-    ) -> Result<(PathBuf, Plan), String> {
+    ) -> Result<(PathBuf, Plan), StageError> {
         // the consent check the disk target makes before its first write
-        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)
-            .map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
+        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)?;
+        std::fs::create_dir_all(&self.root).map_err(StageError::io("creating", &self.root))?;
         self.prepared = true;
         progress(50, "target directory ready".into());
         let mut applied = plan.clone();
@@ -68,14 +68,14 @@ impl Target for DirTarget {
         _root: &Path,
         argv: &[String],
         _log: &mut Log,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         self.commands.push(argv.to_vec());
         Ok(())
     }
     fn uefi_booted(&self) -> bool {
         self.uefi
     }
-    fn finish(&mut self, _log: &mut Log) -> Result<(), String> {
+    fn finish(&mut self, _log: &mut Log) -> Result<(), StageError> {
         self.finished = true;
         Ok(())
     }

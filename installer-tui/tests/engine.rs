@@ -608,3 +608,76 @@ fn files_follow_the_plan_the_partitioner_applied_when_it_resumed() {
     let crypttab = std::fs::read_to_string(tmp.path().join("t/etc/crypttab")).unwrap();
     assert_eq!(crypttab, format!("luks-{u} UUID={u} none luks,discard\n"));
 }
+
+#[test]
+fn launch_dry_runs_or_installs_under_the_lock_and_saves_a_failed_log() {
+    use installer_tui::launch::{
+        Install, InstallLock, LaunchError, LockError, Mode, Outcome, SavedLog, launch,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine("laptop");
+    let mut events = Vec::new();
+    let r = launch(&answers(""), &m, Mode::DryRun, &mut |e| events.push(e));
+    assert!(matches!(r, Ok(Outcome::Planned(_))), "{r:?}");
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.stage == Stage::Plan && e.message.starts_with("dry run: "))
+    );
+
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let payload = Payload::Dir(src);
+    let lock = tmp.path().join("lock");
+    let log = tmp.path().join("install.log");
+    let held = InstallLock::acquire(&lock).unwrap();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let mut asked = false;
+    let install = Install {
+        secrets: Box::new(|| {
+            asked = true;
+            Ok(secrets())
+        }),
+        payload: &payload,
+        template: None,
+        target: &mut t,
+        lock: &lock,
+        log: &log,
+    };
+    let r = launch(&answers(""), &m, Mode::Install(install), &mut |_| {});
+    assert!(
+        matches!(r, Err(LaunchError::Locked(LockError::Held))),
+        "{r:?}"
+    );
+    assert!(
+        !asked && !t.prepared,
+        "nothing asked or opened without the lock"
+    );
+    drop(held);
+
+    let mut a = answers("");
+    a.system.timezone = "Asia/Tokyo".into();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let install = Install {
+        secrets: Box::new(|| Ok(secrets())),
+        payload: &payload,
+        template: None,
+        target: &mut t,
+        lock: &lock,
+        log: &log,
+    };
+    let e = launch(&a, &m, Mode::Install(install), &mut |_| {}).unwrap_err();
+    let LaunchError::Install { error, saved } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(error.stage(), Stage::Configure);
+    assert!(matches!(saved, SavedLog::At(p) if p == &log), "{saved:?}");
+    assert!(fs::read_to_string(&log).unwrap().contains("FAILED"));
+    assert!(
+        e.to_string()
+            .ends_with(&format!("The log is in {}", log.display()))
+    );
+    assert_eq!(e.for_screen(), (Stage::Configure, error.to_string()));
+    assert!(t.finished);
+}

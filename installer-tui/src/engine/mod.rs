@@ -1,7 +1,9 @@
 //! The install engine, shared by the TUI and unattended installs.
 //!
-//! [`install`] is a list of stages over one [`Run`](run::Run): the checks
-//! ([`gate`]: answers, hardware, plan), then through the [`Target`] trait
+//! [`install`] is a short list of stages over one run context (`run.rs`),
+//! which owns the log, the progress emitter and the target, and closes an
+//! opened target when a stage fails. The checks come first (`gate.rs`:
+//! answers, hardware, plan); then, through the [`Target`] trait,
 //! partitioning (the partitioner's `apply`, the only code that writes to a
 //! disk), the payload, the system files, the bootloader, the first-boot
 //! settings and the log, and unmount and close. After partitioning
@@ -14,7 +16,6 @@ mod configure;
 mod error;
 mod files;
 mod gate;
-mod lock;
 mod machine;
 mod payload;
 mod progress;
@@ -31,7 +32,6 @@ pub use configure::{Configuration, configure, firstboot_settings, machine_id};
 pub use error::{InstallError, StageError};
 pub use files::{Entry, write_all};
 pub use gate::{hardware_gate, needs_consent};
-pub use lock::{InstallLock, LOCK_PATH, LockError};
 pub use machine::{MachineData, MachineError};
 pub use payload::{Payload, copy_payload, install_template};
 pub use progress::{Event, LOG_PATH, Log, STAGES, Stage, eta, overall_percent};

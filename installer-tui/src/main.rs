@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use installer_tui::answers::{Answers, Secrets, find_answers, hash_password, reference_markdown};
 use installer_tui::app::{self, Command, Msg, State};
 use installer_tui::engine::{self, DiskTarget, MachineData, Payload};
+use installer_tui::launch::{self, Install, LOCK_PATH, Mode, Outcome, launch};
 use partitioner::secret::Passphrase;
 
 #[derive(Parser)]
@@ -101,10 +102,10 @@ fn run() -> Result<ExitCode> {
         find_answers(&cmdline, &cli.medium)
     });
     let machine = || -> Result<MachineData> {
-        match &cli.fixture {
-            Some(d) => MachineData::fixture(d).map_err(anyhow::Error::msg),
-            None => MachineData::live().map_err(anyhow::Error::msg),
-        }
+        Ok(match &cli.fixture {
+            Some(d) => MachineData::fixture(d)?,
+            None => MachineData::live()?,
+        })
     };
     match answers_path {
         Some(p) => unattended(&cli, &p, machine()?, dry_run),
@@ -197,8 +198,9 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
             );
         }
     }
-    let plan = engine::dry_run(&answers, &machine)?;
-    println!("{plan}");
+    if let Outcome::Planned(plan) = launch(&answers, &machine, Mode::DryRun, &mut |_| {})? {
+        println!("{plan}");
+    }
     if dry_run {
         println!(
             "Dry run: the answer file is valid and the plan above would be applied; nothing was written."
@@ -206,12 +208,10 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
         return Ok(ExitCode::SUCCESS);
     }
     let template = template(cli)?;
-    let _lock =
-        engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)).map_err(anyhow::Error::msg)?;
-    let secrets = secrets(&answers)?;
     let pbkdf = pbkdf(cli, &machine);
     let mut target = DiskTarget::new(cli.mountpoint.clone(), pbkdf);
     let payload = Payload::at(&cli.payload);
+    let log = launch::log_path();
     let started = std::time::Instant::now();
     let mut print = |e: engine::Event| {
         let eta = e
@@ -226,32 +226,17 @@ fn unattended(cli: &Cli, path: &Path, machine: MachineData, dry_run: bool) -> Re
             started.elapsed().as_secs()
         );
     };
-    match engine::install(
-        &answers,
-        &secrets,
-        &machine,
-        &payload,
-        template.as_deref(),
-        &mut target,
-        &mut print,
-    ) {
-        Ok(_) => {
-            println!("Bulkhead is installed on {}.", answers.disk.device);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err((e, log)) => {
-            let saved = save_log(&log);
-            bail!("{e}\nThe log is in {saved}")
-        }
-    }
-}
-
-fn save_log(log: &engine::Log) -> String {
-    let p = std::env::temp_dir().join("bulkhead-install.log");
-    match std::fs::write(&p, log.text()) {
-        Ok(()) => p.display().to_string(),
-        Err(e) => format!("(not saved: {e})"),
-    }
+    let install = Install {
+        secrets: Box::new(|| secrets(&answers).map_err(Into::into)),
+        payload: &payload,
+        template: template.as_deref(),
+        target: &mut target,
+        lock: Path::new(LOCK_PATH),
+        log: &log,
+    };
+    launch(&answers, &machine, Mode::Install(install), &mut print)?;
+    println!("Bulkhead is installed on {}.", answers.disk.device);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCode> {
@@ -270,10 +255,7 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
         state.xen_args = installer_tui::answers::boot_args_from_cmdline(&cmdline, "xen_args");
         state.dom0_args = installer_tui::answers::boot_args_from_cmdline(&cmdline, "dom0_args");
     }
-    state.log_path = std::env::temp_dir()
-        .join("bulkhead-install.log")
-        .display()
-        .to_string();
+    state.log_path = launch::log_path().display().to_string();
     enable_raw_mode().context("switching the terminal to raw mode")?;
     io::stdout().execute(EnterAlternateScreen)?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -330,44 +312,24 @@ fn event_loop(
                 let dry = state.dry_run;
                 let log_path = PathBuf::from(&state.log_path);
                 std::thread::spawn(move || {
-                    let send = |e: engine::Event| {
+                    let mut target = (!dry).then(|| DiskTarget::new(mountpoint, pbkdf));
+                    let mode = match &mut target {
+                        None => Mode::DryRun,
+                        Some(target) => Mode::Install(Install {
+                            secrets: Box::new(move || Ok(secrets)),
+                            payload: &payload,
+                            template: template.as_deref(),
+                            target,
+                            lock: Path::new(LOCK_PATH),
+                            log: &log_path,
+                        }),
+                    };
+                    let mut send = |e: engine::Event| {
                         let _ = tx.send(Msg::Progress(e));
                     };
-                    let result = if dry {
-                        engine::dry_run(&answers, &machine)
-                            .map(|plan| {
-                                for l in plan.to_string().lines() {
-                                    send(engine::Event {
-                                        stage: engine::Stage::Plan,
-                                        percent: 0,
-                                        eta: None,
-                                        message: format!("dry run: {l}"),
-                                    });
-                                }
-                            })
-                            .map_err(|e| (e.stage(), e.to_string()))
-                    } else {
-                        let mut target = DiskTarget::new(mountpoint, pbkdf);
-                        let mut send_mut = send;
-                        match engine::InstallLock::acquire(Path::new(engine::LOCK_PATH)) {
-                            Err(m) => Err((engine::Stage::Hardware, m)),
-                            Ok(_lock) => match engine::install(
-                                &answers,
-                                &secrets,
-                                &machine,
-                                &payload,
-                                template.as_deref(),
-                                &mut target,
-                                &mut send_mut,
-                            ) {
-                                Ok(_) => Ok(()),
-                                Err((e, log)) => {
-                                    let _ = std::fs::write(&log_path, log.text());
-                                    Err((e.stage(), e.to_string()))
-                                }
-                            },
-                        }
-                    };
+                    let result = launch(&answers, &machine, mode, &mut send)
+                        .map(|_| ())
+                        .map_err(|e| e.for_screen());
                     let _ = tx.send(Msg::Finished(result));
                 });
             }

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use installer_tui::answers::Secrets;
 use installer_tui::engine::{
-    self, Event, InstallError, Log, Payload, Stage, Target, TargetFacts, overall_percent,
+    self, Event, InstallError, Log, Payload, Stage, StageError, Target, TargetFacts,
+    overall_percent,
 };
 use partitioner::Plan;
 
@@ -49,11 +50,10 @@ impl Target for DirTarget {
         erase: &str,
         _s: &Secrets,
         progress: &mut dyn FnMut(u8, String),
-    ) -> Result<(PathBuf, Plan), String> {
+    ) -> Result<(PathBuf, Plan), StageError> {
         // the consent check the disk target makes before its first write
-        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)
-            .map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
+        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)?;
+        std::fs::create_dir_all(&self.root).map_err(StageError::io("creating", &self.root))?;
         self.prepared = true;
         progress(50, "target directory ready".into());
         let mut applied = plan.clone();
@@ -68,14 +68,14 @@ impl Target for DirTarget {
         _root: &Path,
         argv: &[String],
         _log: &mut Log,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         self.commands.push(argv.to_vec());
         Ok(())
     }
     fn uefi_booted(&self) -> bool {
         self.uefi
     }
-    fn finish(&mut self, _log: &mut Log) -> Result<(), String> {
+    fn finish(&mut self, _log: &mut Log) -> Result<(), StageError> {
         self.finished = true;
         Ok(())
     }
@@ -607,4 +607,77 @@ fn files_follow_the_plan_the_partitioner_applied_when_it_resumed() {
     r.map_err(|(e, _)| e.to_string()).unwrap();
     let crypttab = std::fs::read_to_string(tmp.path().join("t/etc/crypttab")).unwrap();
     assert_eq!(crypttab, format!("luks-{u} UUID={u} none luks,discard\n"));
+}
+
+#[test]
+fn launch_dry_runs_or_installs_under_the_lock_and_saves_a_failed_log() {
+    use installer_tui::launch::{
+        Install, InstallLock, LaunchError, LockError, Mode, Outcome, SavedLog, launch,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine("laptop");
+    let mut events = Vec::new();
+    let r = launch(&answers(""), &m, Mode::DryRun, &mut |e| events.push(e));
+    assert!(matches!(r, Ok(Outcome::Planned(_))), "{r:?}");
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.stage == Stage::Plan && e.message.starts_with("dry run: "))
+    );
+
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let payload = Payload::Dir(src);
+    let lock = tmp.path().join("lock");
+    let log = tmp.path().join("install.log");
+    let held = InstallLock::acquire(&lock).unwrap();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let mut asked = false;
+    let install = Install {
+        secrets: Box::new(|| {
+            asked = true;
+            Ok(secrets())
+        }),
+        payload: &payload,
+        template: None,
+        target: &mut t,
+        lock: &lock,
+        log: &log,
+    };
+    let r = launch(&answers(""), &m, Mode::Install(install), &mut |_| {});
+    assert!(
+        matches!(r, Err(LaunchError::Locked(LockError::Held))),
+        "{r:?}"
+    );
+    assert!(
+        !asked && !t.prepared,
+        "nothing asked or opened without the lock"
+    );
+    drop(held);
+
+    let mut a = answers("");
+    a.system.timezone = "Asia/Tokyo".into();
+    let mut t = DirTarget::new(&tmp.path().join("t"));
+    let install = Install {
+        secrets: Box::new(|| Ok(secrets())),
+        payload: &payload,
+        template: None,
+        target: &mut t,
+        lock: &lock,
+        log: &log,
+    };
+    let e = launch(&a, &m, Mode::Install(install), &mut |_| {}).unwrap_err();
+    let LaunchError::Install { error, saved } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(error.stage(), Stage::Configure);
+    assert!(matches!(saved, SavedLog::At(p) if p == &log), "{saved:?}");
+    assert!(fs::read_to_string(&log).unwrap().contains("FAILED"));
+    assert!(
+        e.to_string()
+            .ends_with(&format!("The log is in {}", log.display()))
+    );
+    assert_eq!(e.for_screen(), (Stage::Configure, error.to_string()));
+    assert!(t.finished);
 }

@@ -107,6 +107,45 @@ pub fn run(cmd: &mut Command) -> Result<String, ToolError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `cmd`, handing `line` each line of its stdout as it comes (for
+/// progress); a failure carries its stderr tail as [`run`]'s does.
+pub fn stream(cmd: &mut Command, line: &mut dyn FnMut(&str)) -> Result<(), ToolError> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let spawn = |cmd: &Command| {
+        let command = describe(cmd);
+        move |cause| ToolError::Spawn { command, cause }
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn(cmd))?;
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut t = Vec::new();
+            let _ = e.read_to_end(&mut t);
+            t
+        })
+    });
+    if let Some(out) = child.stdout.take() {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            line(&l);
+        }
+    }
+    let status = child.wait().map_err(spawn(cmd))?;
+    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    if !status.success() {
+        return Err(ToolError::Failed {
+            command: describe(cmd),
+            status,
+            stderr: tail(&String::from_utf8_lossy(&err), STDERR_LINES),
+        });
+    }
+    Ok(())
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -251,6 +290,18 @@ mod tests {
             "{e}"
         );
         assert_eq!(run(Command::new("echo").arg("hi")).unwrap(), "hi\n");
+        let mut seen = Vec::new();
+        stream(Command::new("printf").arg("a\\nb\\n"), &mut |l| {
+            seen.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(seen, ["a", "b"]);
+        let e = stream(
+            Command::new("sh").args(["-c", "echo oops >&2; exit 1"]),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(e.stderr(), "oops");
     }
 
     #[test]

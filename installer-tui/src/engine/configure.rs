@@ -1,0 +1,328 @@
+//! The configure and first-boot stages: the system files (fstab, crypttab,
+//! hostname, machine ID, locale, keyboard, time zone) and the dom0 user,
+//! then firstboot's settings, all built as [`Entry`] data and written by
+//! the one writer.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use names::TEMPLATE_NAME;
+use partitioner::DiskInfo;
+use partitioner::discover::Transport;
+
+use super::error::{At, InstallError, StageError};
+use super::files::{self, Entry};
+use super::progress::Stage;
+use super::run::Emitter;
+use super::target::TargetFacts;
+use crate::answers::{Answers, Secrets};
+
+/// What configure writes: the files and the user's edits, in order, and
+/// the uid the user gets.
+pub struct Configuration {
+    pub entries: Vec<Entry>,
+    pub uid: u32,
+}
+
+/// The configure stage.
+pub fn stage(
+    out: &mut Emitter,
+    root: &Path,
+    answers: &Answers,
+    secrets: &Secrets,
+    facts: &TargetFacts,
+) -> Result<(), InstallError> {
+    out.emit(
+        Stage::Configure,
+        0,
+        "fstab, crypttab, hostname, locale, user",
+    );
+    let c = configure(root, answers, secrets, facts).at(Stage::Configure)?;
+    files::write_all(root, &c.entries).at(Stage::Configure)?;
+    let (s, u) = (&answers.system, &answers.user);
+    out.log.line(format!(
+        "configured hostname {}, {}, keyboard {}, time zone {}, user {} (uid {}, groups wheel, qubes)",
+        s.hostname, s.language, s.keyboard, s.timezone, u.name, c.uid
+    ));
+    Ok(())
+}
+
+/// The system files and the dom0 user for the mounted target `root`, which
+/// is only read: its time zones, and its /etc/passwd for a free uid and a
+/// name clash.
+pub fn configure(
+    root: &Path,
+    answers: &Answers,
+    secrets: &Secrets,
+    facts: &TargetFacts,
+) -> Result<Configuration, StageError> {
+    let s = &answers.system;
+    let zones = root.join("usr/share/zoneinfo");
+    if !zones.join(&s.timezone).is_file() {
+        return Err(StageError::NoTimeZone {
+            zone: s.timezone.clone(),
+            dir: zones,
+        });
+    }
+    let u = &answers.user;
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    if passwd
+        .lines()
+        .any(|l| l.split(':').next() == Some(u.name.as_str()))
+    {
+        return Err(StageError::UserExists(u.name.clone()));
+    }
+    let uid = next_uid(&passwd);
+    // Set now, as Debian's installer and Anaconda do: with the payload's
+    // empty one, systemd boots with a transient ID and must commit it once
+    // the root is writable, and treats that boot as a "first boot".
+    let id = machine_id().map_err(StageError::io("reading", Path::new("/dev/urandom")))?;
+    let mut entries = vec![
+        Entry::file(
+            "etc/fstab",
+            format!(
+                "# Written by the Bulkhead installer.\n\
+                 {root_dev} / ext4 defaults,x-systemd.device-timeout=0 1 1\n\
+                 UUID={boot} /boot ext4 defaults 1 2\n\
+                 UUID={esp} /boot/efi vfat umask=0077,shortname=winnt 0 2\n\
+                 {swap} none swap defaults 0 0\n",
+                root_dev = facts.root_dev,
+                boot = facts.boot_uuid,
+                esp = facts.esp_uuid,
+                swap = facts.swap_dev,
+            ),
+            0o644,
+        ),
+        Entry::file(
+            "etc/crypttab",
+            format!(
+                "{} UUID={} none luks,discard\n",
+                facts.mapper, facts.luks_uuid
+            ),
+            0o600,
+        ),
+        Entry::file("etc/hostname", format!("{}\n", s.hostname), 0o644),
+        Entry::file("etc/machine-id", format!("{id}\n"), 0o444),
+        Entry::file(
+            "etc/hosts",
+            format!(
+                "127.0.0.1 localhost {h}\n::1 localhost {h}\n",
+                h = s.hostname
+            ),
+            0o644,
+        ),
+        Entry::file("etc/locale.conf", format!("LANG={}\n", s.language), 0o644),
+        Entry::file(
+            "etc/default/locale",
+            format!("LANG={}\n", s.language),
+            0o644,
+        ),
+        Entry::file(
+            "etc/vconsole.conf",
+            format!("KEYMAP={}\n", s.keyboard),
+            0o644,
+        ),
+        Entry::file(
+            "etc/default/keyboard",
+            format!(
+                "XKBMODEL=\"pc105\"\nXKBLAYOUT=\"{}\"\nXKBVARIANT=\"\"\nXKBOPTIONS=\"\"\n",
+                s.keyboard
+            ),
+            0o644,
+        ),
+        Entry::Symlink {
+            path: "etc/localtime".into(),
+            target: format!("../usr/share/zoneinfo/{}", s.timezone),
+        },
+        Entry::file("etc/timezone", format!("{}\n", s.timezone), 0o644),
+    ];
+    entries.extend([
+        Entry::line(
+            "etc/passwd",
+            format!(
+                "{n}:x:{uid}:{uid}:{full}:/home/{n}:/bin/bash",
+                n = u.name,
+                full = u.full_name
+            ),
+            0o644,
+        ),
+        Entry::line(
+            "etc/shadow",
+            format!("{}:{}:19000:0:99999:7:::", u.name, secrets.password_hash),
+            0o640,
+        ),
+        Entry::line("etc/group", format!("{n}:x:{uid}:", n = u.name), 0o644),
+    ]);
+    entries.extend(["wheel", "qubes"].map(|group| Entry::Member {
+        group: group.into(),
+        user: u.name.clone(),
+    }));
+    entries.push(Entry::Home {
+        path: format!("home/{}", u.name),
+        uid,
+    });
+    Ok(Configuration { entries, uid })
+}
+
+/// The first free uid from 1000 in the text of /etc/passwd.
+fn next_uid(passwd: &str) -> u32 {
+    let used: Vec<u32> = passwd
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    (1000..60000).find(|u| !used.contains(u)).unwrap_or(1000)
+}
+
+/// A new machine ID (machine-id(5)): 128 random bits as a version 4 UUID,
+/// in 32 lower-case hex digits, as systemd-machine-id-setup makes it.
+pub fn machine_id() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The first-boot stage: firstboot's settings from the answers, with the
+/// medium's template (`template`, as the installed system sees its image)
+/// in place of firstboot's defaults, whose images a Bulkhead medium does
+/// not carry.
+pub fn handover(
+    out: &mut Emitter,
+    root: &Path,
+    answers: &Answers,
+    disk: &DiskInfo,
+    template: Option<String>,
+) -> Result<(), InstallError> {
+    out.emit(
+        Stage::Firstboot,
+        0,
+        format!("writing /{}", names::FIRSTBOOT_SETTINGS),
+    );
+    let entry = firstboot_settings(answers, disk.transport == Transport::Usb, template)
+        .at(Stage::Firstboot)?;
+    files::write_all(root, &[entry]).at(Stage::Firstboot)
+}
+
+/// firstboot's settings file.
+pub fn firstboot_settings(
+    answers: &Answers,
+    on_usb: bool,
+    template: Option<String>,
+) -> Result<Entry, StageError> {
+    let mut settings = answers.firstboot_settings(on_usb);
+    if let Some(image) = template {
+        settings.templates = vec![firstboot::settings::TemplateSettings {
+            name: TEMPLATE_NAME.to_string(),
+            image: Some(PathBuf::from(image)),
+            root_size: None,
+        }];
+        settings.default_template = None;
+    }
+    Ok(Entry::file(
+        names::FIRSTBOOT_SETTINGS,
+        toml::to_string(&settings)?,
+        0o644,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_ids_are_version_4_uuids_in_hex() {
+        let a = machine_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(&a[12..13], "4", "{a}");
+        assert!("89ab".contains(&a[16..17]), "{a}");
+        assert_ne!(a, machine_id().unwrap());
+    }
+
+    fn answers() -> Answers {
+        Answers::parse(
+            "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\n\n[system]\ntimezone = \"UTC\"\nhostname = \"h\"\n\n[user]\nname = \"alice\"\n",
+            "test.toml",
+        )
+        .unwrap()
+    }
+
+    fn secrets() -> Secrets {
+        Secrets {
+            passphrase: partitioner::secret::Passphrase::new(zeroize::Zeroizing::new(
+                b"correct horse".to_vec(),
+            ))
+            .unwrap(),
+            password_hash: "$6$salt$hash".into(),
+        }
+    }
+
+    fn facts() -> TargetFacts {
+        TargetFacts {
+            luks_uuid: "u".into(),
+            mapper: "luks-u".into(),
+            root_dev: "/dev/mapper/qubes_dom0-root".into(),
+            swap_dev: "/dev/mapper/qubes_dom0-swap".into(),
+            boot_uuid: "b".into(),
+            esp_uuid: "E".into(),
+        }
+    }
+
+    #[test]
+    fn configure_only_reads_the_target_and_names_every_change() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("usr/share/zoneinfo")).unwrap();
+        fs::write(root.join("usr/share/zoneinfo/UTC"), "TZif2").unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        let c = configure(root, &answers(), &secrets(), &facts()).unwrap();
+        assert_eq!(c.uid, 1000);
+        let paths: Vec<&str> = c.entries.iter().map(Entry::path).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc/fstab",
+                "etc/crypttab",
+                "etc/hostname",
+                "etc/machine-id",
+                "etc/hosts",
+                "etc/locale.conf",
+                "etc/default/locale",
+                "etc/vconsole.conf",
+                "etc/default/keyboard",
+                "etc/localtime",
+                "etc/timezone",
+                "etc/passwd",
+                "etc/shadow",
+                "etc/group",
+                "etc/group",
+                "etc/group",
+                "home/alice",
+            ]
+        );
+        let names: Vec<_> = fs::read_dir(root.join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["passwd"], "nothing written before the writer runs");
+        let mut a = answers();
+        a.system.timezone = "Mars/Olympus".into();
+        let e = configure(root, &a, &secrets(), &facts()).err().unwrap();
+        assert!(matches!(e, StageError::NoTimeZone { .. }), "{e}");
+        let mut a = answers();
+        a.user.name = "root".into();
+        let e = configure(root, &a, &secrets(), &facts()).err().unwrap();
+        assert!(matches!(e, StageError::UserExists(_)), "{e}");
+    }
+
+    #[test]
+    fn uids_start_at_1000_and_skip_those_taken() {
+        assert_eq!(next_uid(""), 1000);
+        assert_eq!(
+            next_uid("root:x:0:0::/root:/bin/sh\nuser1:x:1000:1000::/home/user1:/bin/sh\n"),
+            1001
+        );
+    }
+}

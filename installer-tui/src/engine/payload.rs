@@ -1,0 +1,257 @@
+//! The payload stage: the installed system copied onto the target (a
+//! directory tree, or a squashfs image through `unsquashfs`), and the qube
+//! template made into the root image firstboot clones.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use names::{TEMPLATE_NAME, TEMPLATES_DIR};
+
+use super::boot::newest_kernel;
+use super::error::{At, InstallError, StageError};
+use super::progress::{Log, Stage};
+use super::run::Emitter;
+use super::tool;
+
+/// The installed system's payload: a directory tree or a squashfs image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Dir(PathBuf),
+    Squashfs(PathBuf),
+}
+
+impl Payload {
+    /// A directory is copied; anything else is taken for a squashfs image.
+    pub fn at(path: &Path) -> Self {
+        if path.is_dir() {
+            Payload::Dir(path.to_path_buf())
+        } else {
+            Payload::Squashfs(path.to_path_buf())
+        }
+    }
+}
+
+/// The stage: the payload into `root`, then the template, if any. Returns
+/// the template image's path as the installed system sees it.
+pub fn stage(
+    out: &mut Emitter,
+    root: &Path,
+    payload: &Payload,
+    template: Option<&Path>,
+) -> Result<Option<String>, InstallError> {
+    out.emit(Stage::Payload, 0, format!("copying {payload:?}"));
+    let mut copy_log = Log::default();
+    let mut shown = 0u8;
+    let copied = copy_payload(payload, root, &mut copy_log, &mut |p| {
+        // an event per 5% keeps the log pane readable
+        if p >= shown.saturating_add(5) || p == 100 {
+            shown = p;
+            out.emit(Stage::Payload, p, format!("{p}% copied"));
+        }
+    });
+    out.log.lines.append(&mut copy_log.lines);
+    copied.at(Stage::Payload)?;
+    let Some(img) = template else {
+        return Ok(None);
+    };
+    out.emit(
+        Stage::Payload,
+        100,
+        format!("making the template {TEMPLATE_NAME} from {}", img.display()),
+    );
+    install_template(img, root, TEMPLATE_NAME, &mut out.log)
+        .map(Some)
+        .at(Stage::Payload)
+}
+
+/// Copies the payload into `root`: a directory with modes and symlinks
+/// (by hand: std has no recursive copy keeping symlinks), a squashfs image
+/// with `unsquashfs` (squashfs-tools), keeping owners and xattrs.
+/// `progress` gets the percent done: entries copied of those counted first,
+/// or for squashfs the files `unsquashfs -i` names of the superblock's inode
+/// count.
+pub fn copy_payload(
+    payload: &Payload,
+    root: &Path,
+    log: &mut Log,
+    progress: &mut dyn FnMut(u8),
+) -> Result<u64, StageError> {
+    let total = match payload {
+        Payload::Dir(src) => count_tree(src),
+        Payload::Squashfs(img) => squashfs_inodes(img)?,
+    }
+    .max(1);
+    let mut n = 0;
+    let mut last = 0;
+    let mut tick = |n: u64| {
+        let p = (n * 100 / total).min(100) as u8;
+        if p > last {
+            last = p;
+            progress(p);
+        }
+    };
+    match payload {
+        Payload::Dir(src) => {
+            copy_tree(src, root, &mut n, &mut tick)?;
+            log.line(format!("copied {n} entries from {}", src.display()));
+        }
+        Payload::Squashfs(img) => {
+            let prefix = root.display().to_string();
+            tool::stream(
+                Command::new("unsquashfs")
+                    .args(["-f", "-n", "-i", "-d"])
+                    .arg(root)
+                    .arg(img),
+                &format!("unsquashfs {} failed", img.display()),
+                &mut |line| {
+                    if line.starts_with(&prefix) {
+                        n += 1;
+                        tick(n);
+                    }
+                },
+            )?;
+            log.line(format!(
+                "unpacked {} ({n} of {total} inodes named) into {}",
+                img.display(),
+                root.display()
+            ));
+        }
+    }
+    Ok(n)
+}
+
+/// The inode count of a squashfs image (`unsquashfs -s`).
+fn squashfs_inodes(img: &Path) -> Result<u64, StageError> {
+    let out = tool::run(
+        Command::new("unsquashfs").arg("-s").arg(img),
+        &format!("{} is not a readable squashfs image", img.display()),
+    )?;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("Number of inodes "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| StageError::NoInodeCount(img.to_path_buf()))
+}
+
+fn count_tree(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            1 + if is_dir { count_tree(&e.path()) } else { 0 }
+        })
+        .sum()
+}
+
+fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    n: &mut u64,
+    tick: &mut dyn FnMut(u64),
+) -> Result<(), StageError> {
+    let meta = fs::symlink_metadata(src).map_err(StageError::io("reading", src))?;
+    fs::create_dir_all(dst).map_err(StageError::io("creating", dst))?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(meta.permissions().mode()))
+        .map_err(StageError::io("setting the mode of", dst))?;
+    let entries = fs::read_dir(src).map_err(StageError::io("listing", src))?;
+    for entry in entries {
+        let entry = entry.map_err(StageError::io("listing", src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let m = fs::symlink_metadata(&from).map_err(StageError::io("reading", &from))?;
+        let ft = m.file_type();
+        *n += 1;
+        tick(*n);
+        if ft.is_dir() {
+            copy_tree(&from, &to, n, tick)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&from).map_err(StageError::io("reading link", &from))?;
+            let _ = fs::remove_file(&to);
+            symlink(&target, &to).map_err(StageError::io("creating link", &to))?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to).map_err(StageError::io("copying to", &to))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(m.permissions().mode()))
+                .map_err(StageError::io("setting the mode of", &to))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the template's root image for firstboot from the medium's
+/// squashfs: unpacked onto the target (owners and xattrs kept), written
+/// into an ext4 image by `mkfs.ext4 -d` (e2fsprogs), and the template's
+/// kernel placed where Qubes keeps VM kernels. Returns the image's path as
+/// the installed system sees it.
+pub fn install_template(
+    img: &Path,
+    root: &Path,
+    name: &str,
+    log: &mut Log,
+) -> Result<String, StageError> {
+    let scratch = root.join("var/tmp/bulkhead-template");
+    let _ = fs::remove_dir_all(&scratch);
+    if let Some(p) = scratch.parent() {
+        fs::create_dir_all(p).map_err(StageError::io("creating", p))?;
+    }
+    tool::run(
+        Command::new("unsquashfs")
+            .args(["-f", "-n", "-q", "-d"])
+            .arg(&scratch)
+            .arg(img),
+        "unsquashfs failed",
+    )?;
+    let bytes = tree_bytes(&scratch);
+    const MIB: u64 = 1 << 20;
+    // ext4's metadata and room for the template's own updates.
+    let size = (bytes + bytes / 4 + 512 * MIB).div_ceil(MIB) * MIB;
+    let rel = format!("{TEMPLATES_DIR}/{name}.img");
+    let dest = root.join(&rel);
+    if let Some(p) = dest.parent() {
+        fs::create_dir_all(p).map_err(StageError::io("creating", p))?;
+    }
+    let f = fs::File::create(&dest).map_err(StageError::io("creating", &dest))?;
+    f.set_len(size).map_err(StageError::io("sizing", &dest))?;
+    drop(f);
+    tool::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "root", "-d"])
+            .arg(&scratch)
+            .arg(&dest),
+        "mkfs.ext4 failed",
+    )?;
+    let kernel = newest_kernel(&scratch);
+    if let Some((file, release)) = &kernel {
+        let kdir = root.join(names::VM_KERNELS).join(release);
+        fs::create_dir_all(&kdir).map_err(StageError::io("creating", &kdir))?;
+        fs::copy(scratch.join("boot").join(file), kdir.join("vmlinuz"))
+            .map_err(StageError::io("copying the template's kernel to", &kdir))?;
+    }
+    fs::remove_dir_all(&scratch).map_err(StageError::io("removing", &scratch))?;
+    log.line(format!(
+        "template {name}: {} MiB of files in a {} MiB ext4 image /{rel}; VM kernel {}",
+        bytes / MIB,
+        size / MIB,
+        kernel.map_or(
+            "none (the template has no /boot/vmlinuz-*)".to_string(),
+            |k| k.1
+        )
+    ));
+    Ok(format!("/{rel}"))
+}
+
+/// Bytes of the regular files below `dir` (symlinks not followed).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}

@@ -1250,7 +1250,7 @@ impl Target for DiskTarget {
     ) -> Result<(PathBuf, Plan), String> {
         let disk = PathBuf::from(&plan.disk.path);
         let inv = partitioner::discover_system().map_err(|e| e.to_string())?;
-        partitioner::refuse::check_apply(plan, &inv, erase).map_err(|e| e.to_string())?;
+        partitioner::recheck::check_apply(plan, &inv, erase).map_err(|e| e.to_string())?;
         let mut forward = |p: &partitioner::apply::Progress| {
             // `index` counts from 1.
             let done = match p.event {

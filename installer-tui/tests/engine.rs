@@ -51,7 +51,7 @@ impl Target for DirTarget {
         progress: &mut dyn FnMut(u8, String),
     ) -> Result<(PathBuf, Plan), String> {
         // the consent check the disk target makes before its first write
-        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)
+        partitioner::recheck::check_apply(plan, &machine("laptop").inventory, erase)
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
         self.prepared = true;

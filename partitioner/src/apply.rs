@@ -709,7 +709,7 @@ fn open_target(target: &Path) -> Result<File, ApplyError> {
 }
 
 /// Applies `plan` to `target` (a block device, or an image file for tests).
-/// The caller has run [`crate::refuse::check_apply`]; this checks the size.
+/// The caller has run [`crate::recheck::check_apply`]; this checks the size.
 pub fn run(
     plan: &Plan,
     target: &Path,

@@ -28,13 +28,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::discover::{DiskInfo, Inventory, Transport, human_size};
+use crate::discover::{DiskInfo, Inventory, Transport};
+use crate::present::human_size;
+pub use crate::refuse::MIN_DISK_BYTES;
 use crate::refuse::{Refusal, check_target};
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
-/// The hard minimum disk size (architecture.md requirements table).
-pub const MIN_DISK_BYTES: u64 = 32 * GIB;
 pub const ALIGN: u64 = MIB;
 pub const BIOS_BOOT_BYTES: u64 = MIB;
 pub const ESP_BYTES: u64 = 600 * MIB;

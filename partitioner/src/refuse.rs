@@ -1,6 +1,6 @@
 //! Every reason to refuse a target disk, judged on the inventory alone
-//! before anything is written (at plan time, and again by [`crate::recheck`]
-//! at apply time against a fresh discovery).
+//! before anything is written: at plan time, and again at apply time against
+//! a fresh discovery (recheck.rs adds what needs the plan too).
 
 use crate::discover::{DiskInfo, Inventory};
 use crate::present::human_size;

@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Gauge, List, ListItem, ListState, Paragraph, Wrap};
 
 use hcl_check::Status;
-use partitioner::discover::human_size;
+use partitioner::present::human_size;
 
 use crate::answers::{KEYBOARDS, LANGUAGES, TIMEZONES, strength};
 use crate::app::{Screen, State, WIZARD};

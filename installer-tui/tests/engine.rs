@@ -52,7 +52,7 @@ impl Target for DirTarget {
         progress: &mut dyn FnMut(u8, String),
     ) -> Result<(PathBuf, Plan), StageError> {
         // the consent check the disk target makes before its first write
-        partitioner::refuse::check_apply(plan, &machine("laptop").inventory, erase)?;
+        partitioner::recheck::check_apply(plan, &machine("laptop").inventory, erase)?;
         std::fs::create_dir_all(&self.root).map_err(StageError::io("creating", &self.root))?;
         self.prepared = true;
         progress(50, "target directory ready".into());

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use partitioner::apply::{self, Event, Options, Progress};
 use partitioner::luks::Pbkdf;
-use partitioner::refuse::check_apply_resuming;
+use partitioner::recheck::check_apply_resuming;
 use partitioner::secret::Passphrase;
 use partitioner::{Plan, discover_system};
 
@@ -140,7 +140,7 @@ fn run() -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
             } else {
-                print!("{}", partitioner::discover::render_list(&inv));
+                print!("{}", partitioner::present::render_list(&inv));
             }
         }
         Cmd::Plan { disk, json } => {

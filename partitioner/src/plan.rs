@@ -28,13 +28,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::discover::{DiskInfo, Inventory, Transport, human_size};
+use crate::discover::{DiskInfo, Inventory, Transport};
+use crate::present::human_size;
+pub use crate::refuse::MIN_DISK_BYTES;
 use crate::refuse::{Refusal, check_target};
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
-/// The hard minimum disk size (architecture.md requirements table).
-pub const MIN_DISK_BYTES: u64 = 32 * GIB;
 pub const ALIGN: u64 = MIB;
 pub const BIOS_BOOT_BYTES: u64 = MIB;
 pub const ESP_BYTES: u64 = 600 * MIB;
@@ -186,6 +186,25 @@ pub struct LvmPlan {
     /// What is left in the VG for firstboot's vm-pool (estimate: LVM keeps
     /// thin-pool metadata and a spare of it too).
     pub free_for_vm_pool_bytes: u64,
+}
+
+/// Why a plan (read from a file or a journal) is not self-consistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPlan {
+    #[error("the disk is smaller than {}", human_size(MIN_DISK_BYTES))]
+    DiskTooSmall,
+    #[error("unsupported logical sector size {0}")]
+    SectorSize(u64),
+    #[error("the plan has no {0:?} partition")]
+    Missing(Role),
+    #[error("partition {0} is not 1 MiB aligned")]
+    Unaligned(u32),
+    #[error("partition {0} overlaps or is empty")]
+    Overlaps(u32),
+    #[error("partition {0} runs past the disk's end")]
+    PastEnd(u32),
+    #[error("bad mapper name")]
+    MapperName,
 }
 
 /// The complete install plan for one disk.
@@ -387,37 +406,34 @@ impl Plan {
     }
 
     /// Checks a plan read from a file is self-consistent.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidPlan> {
         let lb = self.logical_block();
         if self.disk.size_bytes < MIN_DISK_BYTES {
-            return Err(format!(
-                "the disk is smaller than {}",
-                human_size(MIN_DISK_BYTES)
-            ));
+            return Err(InvalidPlan::DiskTooSmall);
         }
         if ![512, 4096].contains(&lb) {
-            return Err(format!("unsupported logical sector size {lb}"));
+            return Err(InvalidPlan::SectorSize(lb));
         }
         for role in [Role::BiosBoot, Role::Esp, Role::Boot, Role::Luks] {
             if !self.partitions.iter().any(|p| p.role == role) {
-                return Err(format!("the plan has no {role:?} partition"));
+                return Err(InvalidPlan::Missing(role));
             }
         }
         let mut prev_end = 0;
         for p in &self.partitions {
             if !(p.first_lba * lb).is_multiple_of(ALIGN) {
-                return Err(format!("partition {} is not 1 MiB aligned", p.number));
+                return Err(InvalidPlan::Unaligned(p.number));
             }
             if p.last_lba < p.first_lba || p.first_lba <= prev_end {
-                return Err(format!("partition {} overlaps or is empty", p.number));
+                return Err(InvalidPlan::Overlaps(p.number));
             }
             if (p.last_lba + 1) * lb + gpt_tail_lbas(lb) * lb > self.disk.size_bytes {
-                return Err(format!("partition {} runs past the disk's end", p.number));
+                return Err(InvalidPlan::PastEnd(p.number));
             }
             prev_end = p.last_lba;
         }
         if self.luks.mapper_name.contains('/') || self.luks.mapper_name.is_empty() {
-            return Err("bad mapper name".into());
+            return Err(InvalidPlan::MapperName);
         }
         Ok(())
     }

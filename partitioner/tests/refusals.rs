@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use partitioner::plan::{GIB, MIB, Role};
-use partitioner::refuse::check_apply;
+use partitioner::recheck::check_apply;
 use partitioner::{Inventory, Plan, Refusal, discover};
 
 fn fixture(name: &str) -> Inventory {
@@ -45,7 +45,7 @@ fn laptop_lists_nvme_usb_stick_and_live_medium() {
             .iter()
             .any(|m| m.contains("/run/bulkhead/medium"))
     );
-    let text = partitioner::discover::render_list(&inv);
+    let text = partitioner::present::render_list(&inv);
     assert!(text.contains("LIVE MEDIUM"), "{text}");
     let json = serde_json::to_string(&inv).unwrap();
     let back: Inventory = serde_json::from_str(&json).unwrap();

@@ -83,9 +83,12 @@ pub enum StageError {
         what: String,
         error: sysutil::ToolError,
     },
-    /// Partitioning, or closing the disk afterwards.
+    /// Partitioning (boxed: the partitioner's error is large).
     #[error(transparent)]
-    Apply(ApplyError),
+    Apply(Box<ApplyError>),
+    /// Closing the installed disk afterwards (boxed: it is large and rare).
+    #[error(transparent)]
+    Close(Box<partitioner::apply::InstalledError>),
     /// The disk, checked again just before the first write, was refused.
     #[error(transparent)]
     Refusal(#[from] Refusal),
@@ -115,13 +118,19 @@ impl StageError {
     }
 }
 
+impl From<partitioner::apply::InstalledError> for StageError {
+    fn from(e: partitioner::apply::InstalledError) -> Self {
+        StageError::Close(Box::new(e))
+    }
+}
+
 /// A refusal inside the partitioner's error is lifted out, so it reaches
 /// the front ends as the same [`Refusal`] the plan would have given.
 impl From<ApplyError> for StageError {
     fn from(e: ApplyError) -> Self {
         match e {
             ApplyError::Refused(r) => StageError::Refusal(r),
-            e => StageError::Apply(e),
+            e => StageError::Apply(Box::new(e)),
         }
     }
 }

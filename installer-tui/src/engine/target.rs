@@ -122,7 +122,7 @@ impl Target for DiskTarget {
     ) -> Result<(PathBuf, Plan), StageError> {
         let disk = PathBuf::from(&plan.disk.path);
         let inv = partitioner::discover_system()?;
-        partitioner::refuse::check_apply(plan, &inv, erase)?;
+        partitioner::recheck::check_apply(plan, &inv, erase)?;
         let mut forward = |p: &partitioner::apply::Progress| {
             // `index` counts from 1.
             let done = match p.event {

@@ -14,8 +14,12 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-/// The ISO9660 label of Bulkhead's live medium (iso-builder's default).
-pub const DEFAULT_LIVE_LABEL: &str = "BULKHEAD";
+mod kernel;
+
+pub use kernel::{
+    DEFAULT_LIVE_LABEL, live_label_from_cmdline, parse_meminfo, parse_mounts, parse_swaps,
+};
+use kernel::{count_cpus, list_dir, live_devices_from_cmdline, sys_holders};
 
 /// Mount points where live systems keep their boot medium.
 const LIVE_MOUNTS: &[&str] = &[
@@ -122,21 +126,6 @@ impl DiskInfo {
     /// Whether anything on the disk is mounted, swap or held.
     pub fn in_use(&self) -> bool {
         !self.mounted.is_empty() || !self.swap.is_empty() || !self.holders.is_empty()
-    }
-
-    /// "Model (serial S), 40.0 GiB, /dev/vda" for confirmations.
-    pub fn describe(&self) -> String {
-        let serial = self
-            .serial
-            .as_deref()
-            .map(|s| format!(" (serial {s})"))
-            .unwrap_or_default();
-        format!(
-            "{}{serial}, {}, {}",
-            self.model.as_deref().unwrap_or("unknown model"),
-            human_size(self.size_bytes),
-            self.path
-        )
     }
 }
 
@@ -273,7 +262,7 @@ impl LsblkDev {
     }
 }
 
-// ---- kernel files -------------------------------------------------------------
+// ---- kernel files (parsed in kernel.rs) --------------------------------------
 
 fn read_opt(path: &Path) -> Result<Option<String>, DiscoverError> {
     match std::fs::read_to_string(path) {
@@ -284,121 +273,6 @@ fn read_opt(path: &Path) -> Result<Option<String>, DiscoverError> {
             source,
         }),
     }
-}
-
-/// Decodes the octal escapes of /proc/mounts (`\040` for a space).
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push((v & 0xff) as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// (device, mount point, fstype) from /proc/mounts text.
-pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let dev = f.next()?;
-            let mnt = f.next()?;
-            let fs = f.next().unwrap_or("");
-            Some((unescape_mount(dev), unescape_mount(mnt), fs.to_string()))
-        })
-        .collect()
-}
-
-/// Swap device paths from /proc/swaps text (header line skipped).
-pub fn parse_swaps(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(unescape_mount))
-        .collect()
-}
-
-/// MemTotal in bytes from /proc/meminfo text.
-pub fn parse_meminfo(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
-
-/// The live medium label from the kernel command line: `bulkhead.label=X`,
-/// `root=live:CDLABEL=X` or `root=live:LABEL=X`; the default otherwise.
-pub fn live_label_from_cmdline(cmdline: &str) -> String {
-    for arg in cmdline.split_whitespace() {
-        if let Some(l) = arg.strip_prefix("bulkhead.label=") {
-            return l.to_string();
-        }
-        if let Some(rest) = arg.strip_prefix("root=live:") {
-            for p in ["CDLABEL=", "LABEL="] {
-                if let Some(l) = rest.strip_prefix(p) {
-                    return l.to_string();
-                }
-            }
-        }
-    }
-    DEFAULT_LIVE_LABEL.to_string()
-}
-
-/// Devices named by `bulkhead.medium=/dev/X` on the kernel command line.
-fn live_devices_from_cmdline(cmdline: &str) -> Vec<String> {
-    cmdline
-        .split_whitespace()
-        .filter_map(|a| a.strip_prefix("bulkhead.medium="))
-        .map(str::to_string)
-        .collect()
-}
-
-fn list_dir(path: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(path)
-        .map(|rd| {
-            // sysfs has no dot entries; fixtures keep empty directories in
-            // git with a `.keep` file.
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Holders of a disk and of its partitions from `sys/block/NAME`.
-fn sys_holders(root: &Path, name: &str) -> Vec<String> {
-    let base = root.join("sys/block").join(name);
-    let mut out: Vec<String> = list_dir(&base.join("holders"));
-    for sub in list_dir(&base) {
-        if sub.starts_with(name) {
-            out.extend(list_dir(&base.join(&sub).join("holders")));
-        }
-    }
-    for h in out.iter_mut() {
-        // Name dm devices by their mapper name when sysfs says it.
-        if let Ok(n) = std::fs::read_to_string(root.join("sys/block").join(&*h).join("dm/name")) {
-            *h = format!("{h} ({})", n.trim());
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn transport_of(dev: &LsblkDev, root: &Path, name: &str) -> Transport {
@@ -723,21 +597,6 @@ pub fn discover(root: &Path, lsblk_json: &str) -> Result<Inventory, DiscoverErro
     })
 }
 
-/// Counts CPUs in a sysfs list like `0-3,6`.
-fn count_cpus(list: &str) -> u32 {
-    list.trim()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|r| match r.split_once('-') {
-            Some((a, b)) => match (a.parse::<u32>(), b.parse::<u32>()) {
-                (Ok(a), Ok(b)) if b >= a => b - a + 1,
-                _ => 0,
-            },
-            None => u32::from(r.parse::<u32>().is_ok()),
-        })
-        .sum()
-}
-
 /// Runs `lsblk --json -O -b` on this machine.
 pub fn lsblk_json() -> Result<String, DiscoverError> {
     let out = Command::new("lsblk")
@@ -755,118 +614,4 @@ pub fn lsblk_json() -> Result<String, DiscoverError> {
 /// The inventory of this machine.
 pub fn discover_system() -> Result<Inventory, DiscoverError> {
     discover(Path::new("/"), &lsblk_json()?)
-}
-
-/// 1 decimal place in binary units.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// A table of the disks for people.
-pub fn render_list(inv: &Inventory) -> String {
-    let mut s = String::new();
-    for d in &inv.disks {
-        s.push_str(&format!(
-            "{}  {}  {}  {}{}\n",
-            d.path,
-            human_size(d.size_bytes),
-            d.transport,
-            d.model.as_deref().unwrap_or("unknown model"),
-            d.serial
-                .as_deref()
-                .map(|x| format!(" (serial {x})"))
-                .unwrap_or_default()
-        ));
-        let table = d
-            .partition_table
-            .clone()
-            .or(d.whole_disk_fstype.clone())
-            .unwrap_or_else(|| "nothing recognised".into());
-        s.push_str(&format!("    contains: {table}"));
-        if !d.os_hints.is_empty() {
-            s.push_str(&format!(" ({})", d.os_hints.join(", ")));
-        }
-        s.push('\n');
-        for c in &d.contents {
-            s.push_str(&format!(
-                "      {} {} {} {}{}\n",
-                c.path,
-                c.kind,
-                human_size(c.size_bytes),
-                c.fstype.as_deref().unwrap_or("-"),
-                c.label
-                    .as_deref()
-                    .or(c.partlabel.as_deref())
-                    .map(|l| format!(" \"{l}\""))
-                    .unwrap_or_default()
-            ));
-        }
-        if d.removable {
-            s.push_str("    removable\n");
-        }
-        if let Some(why) = &d.live_medium {
-            s.push_str(&format!("    LIVE MEDIUM: {why}\n"));
-        }
-        for m in &d.mounted {
-            s.push_str(&format!("    mounted: {m}\n"));
-        }
-        for m in &d.swap {
-            s.push_str(&format!("    swap: {m}\n"));
-        }
-        for m in &d.holders {
-            s.push_str(&format!("    held by: {m}\n"));
-        }
-    }
-    if inv.disks.is_empty() {
-        s.push_str("no disks found\n");
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mounts_unescape_spaces() {
-        let m = parse_mounts("/dev/sda1 /media/my\\040disk vfat rw 0 0\n");
-        assert_eq!(m[0].1, "/media/my disk");
-    }
-
-    #[test]
-    fn swaps_skip_header() {
-        let s = parse_swaps("Filename Type Size Used Priority\n/dev/dm-1 partition 1 0 -2\n");
-        assert_eq!(s, vec!["/dev/dm-1".to_string()]);
-    }
-
-    #[test]
-    fn cmdline_labels() {
-        assert_eq!(live_label_from_cmdline("quiet"), "BULKHEAD");
-        assert_eq!(live_label_from_cmdline("root=live:CDLABEL=BH_1 x"), "BH_1");
-        assert_eq!(live_label_from_cmdline("bulkhead.label=X2"), "X2");
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(count_cpus("0-3,6\n"), 5);
-        assert_eq!(count_cpus("0"), 1);
-        assert_eq!(count_cpus("junk"), 0);
-    }
-
-    #[test]
-    fn meminfo() {
-        assert_eq!(parse_meminfo("MemTotal:  1024 kB\n"), Some(1024 * 1024));
-        assert_eq!(parse_meminfo("nothing"), None);
-    }
 }

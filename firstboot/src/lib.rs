@@ -11,6 +11,7 @@
 
 pub mod adminapi;
 pub mod backend;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod facts;
 pub mod ls;

@@ -71,6 +71,7 @@ enum Cmd {
         defaults: bool,
     },
     /// Time creating the default qubes with the offline backend (JSON report).
+    #[cfg(feature = "bench")]
     Bench {
         /// Scratch directory for the benchmark's root.
         #[arg(long, default_value = "/tmp")]
@@ -179,6 +180,7 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Some(Cmd::Bench { workdir }) => {
             let r = firstboot::bench::offline(&workdir).context("running the benchmark")?;
             println!("{}", serde_json::to_string_pretty(&r)?);

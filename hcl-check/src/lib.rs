@@ -350,6 +350,7 @@ impl Probe {
 
 /// One full probe and evaluation of the live machine, for `cargo xtask
 /// bench`: returns the time taken by each of `runs` probes.
+#[cfg(feature = "bench")]
 pub fn bench(runs: usize) -> Vec<std::time::Duration> {
     (0..runs)
         .map(|_| {

@@ -2,6 +2,7 @@
 //! newc), compression, the ESP image, ISO9660 with El Torito and a hybrid
 //! MBR/GPT, checksums and the build manifest.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod checksum;
 pub mod compress;

@@ -9,6 +9,7 @@
 //! [`journal`], resumable).
 
 pub mod apply;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod discover;
 pub mod journal;

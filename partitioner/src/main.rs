@@ -78,6 +78,7 @@ enum Cmd {
         disk: String,
     },
     /// Benchmark LUKS2 format: ours vs `cryptsetup luksFormat` (for `cargo xtask bench`).
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchFormat {
         /// Directory for the scratch file (64 MiB).
@@ -167,6 +168,7 @@ fn run() -> Result<()> {
             apply::close_installed(Path::new(&disk))?;
             println!("{disk}: closed");
         }
+        #[cfg(feature = "bench")]
         Cmd::BenchFormat {
             dir,
             runs,

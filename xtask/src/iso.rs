@@ -90,12 +90,18 @@ pub fn build_binaries(root: &Path) -> Result<Vec<PathBuf>> {
             "bench",
         ])
         .env("CARGO_ENCODED_RUSTFLAGS", flags))?;
-    let dir = root.join("target/release");
-    Ok(BINARIES
+    let dir = crate::target_dir(root).join("release");
+    BINARIES
         .iter()
         .map(|b| dir.join(b))
-        .filter(|p| p.is_file())
-        .collect())
+        .map(|p| {
+            if p.is_file() {
+                Ok(p)
+            } else {
+                bail!("cargo build did not leave {} behind", p.display())
+            }
+        })
+        .collect()
 }
 
 pub fn recipe_paths(root: &Path) -> (PathBuf, PathBuf) {

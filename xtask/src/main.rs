@@ -465,6 +465,15 @@ fn docs(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the directory
+/// cargo runs in, the workspace root here) or `target/`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
+}
+
 /// The ISO `cargo xtask iso` writes.
 fn default_iso(root: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(root.join("iso.toml"))?;

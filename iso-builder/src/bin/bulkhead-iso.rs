@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use iso_builder::grub::{self, BootloaderLock, Entry};
 use iso_builder::inputs::Cache;
 use iso_builder::master::{self, MasterOptions};
-use iso_builder::{bench, iso9660, isotree};
+use iso_builder::{iso9660, isotree};
 
 #[derive(Parser)]
 #[command(
@@ -97,6 +97,7 @@ enum Cmd {
         locked: bool,
     },
     /// Time this writer against `xorriso -as mkisofs -R -J` on one tree.
+    #[cfg(feature = "bench")]
     Bench {
         /// Scratch directory (the tree and both images go there).
         #[arg(long, default_value = "target/iso-bench")]
@@ -219,8 +220,9 @@ fn main() -> Result<()> {
                 println!("{} {} {}", d.package, d.version, d.sha256);
             }
         }
+        #[cfg(feature = "bench")]
         Cmd::Bench { scratch, size_mib } => {
-            let r = bench::run(&scratch, size_mib)?;
+            let r = iso_builder::bench::run(&scratch, size_mib)?;
             println!("{r}");
         }
     }

@@ -260,14 +260,7 @@ mod tests {
     }
 
     fn facts() -> TargetFacts {
-        TargetFacts {
-            luks_uuid: "u".into(),
-            mapper: "luks-u".into(),
-            root_dev: "/dev/mapper/qubes_dom0-root".into(),
-            swap_dev: "/dev/mapper/qubes_dom0-swap".into(),
-            boot_uuid: "b".into(),
-            esp_uuid: "E".into(),
-        }
+        TargetFacts::sample()
     }
 
     #[test]

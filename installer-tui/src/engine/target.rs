@@ -58,6 +58,21 @@ pub struct TargetFacts {
     pub esp_uuid: String,
 }
 
+#[cfg(test)]
+impl TargetFacts {
+    /// Facts of a made-up disk, for the unit tests of the files they shape.
+    pub(crate) fn sample() -> Self {
+        TargetFacts {
+            luks_uuid: "u".into(),
+            mapper: "luks-u".into(),
+            root_dev: "/dev/mapper/qubes_dom0-root".into(),
+            swap_dev: "/dev/mapper/qubes_dom0-swap".into(),
+            boot_uuid: "b".into(),
+            esp_uuid: "E".into(),
+        }
+    }
+}
+
 impl TargetFacts {
     pub fn of(plan: &Plan) -> Self {
         let lv = |name: &str| names::lv_mapper_path(&plan.lvm.vg, name);

@@ -189,12 +189,7 @@ pub(super) fn progress(s: &State, f: &mut Frame, a: Rect) {
             .block(boxed(s.ascii, "Stages")),
         stages,
     );
-    let h = logp.height.saturating_sub(2) as usize;
-    let start = s.log.len().saturating_sub(h);
-    let lines: Vec<Line> = s.log[start..]
-        .iter()
-        .map(|l| Line::from(l.clone()))
-        .collect();
+    let lines = log_tail(s, logp);
     f.render_widget(Paragraph::new(lines).block(boxed(s.ascii, "Log")), logp);
 }
 
@@ -246,14 +241,19 @@ pub(super) fn error(s: &State, f: &mut Frame, a: Rect) {
             .block(boxed(s.ascii, "What went wrong")),
         top,
     );
-    let h = logp.height.saturating_sub(2) as usize;
-    let start = s.log.len().saturating_sub(h);
-    let lines: Vec<Line> = s.log[start..]
-        .iter()
-        .map(|l| Line::from(l.clone()))
-        .collect();
+    let lines = log_tail(s, logp);
     f.render_widget(
         Paragraph::new(lines).block(boxed(s.ascii, "Last log lines")),
         logp,
     );
+}
+
+/// The last log lines that fit inside `area`'s border.
+fn log_tail(s: &State, area: Rect) -> Vec<Line<'static>> {
+    let h = area.height.saturating_sub(2) as usize;
+    let start = s.log.len().saturating_sub(h);
+    s.log[start..]
+        .iter()
+        .map(|l| Line::from(l.clone()))
+        .collect()
 }

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod calendar;
 pub mod checksum;
 pub mod compress;
 pub mod cpio;
@@ -21,6 +22,7 @@ pub mod lock;
 pub mod manifest;
 pub mod master;
 pub mod origins;
+pub mod pin;
 pub mod pipeline;
 pub mod recipe;
 pub mod rootfs;

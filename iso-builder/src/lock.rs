@@ -269,7 +269,7 @@ pub fn now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    crate::manifest::rfc3339(secs)
+    crate::calendar::rfc3339(secs)
 }
 
 #[cfg(test)]

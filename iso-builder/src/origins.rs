@@ -13,7 +13,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::inputs::{DebPin, InputError, io_err};
+use crate::pin::{DebPin, InputError};
+use sysutil::io_err;
 
 /// A private apt configuration over given sources, independent of the
 /// host's own sources and package state: what the build fetches with.
@@ -239,38 +240,10 @@ impl Origins {
 
 /// `YYYYMMDDTHHMMSSZ`, the snapshot archive's timestamp form.
 pub fn snapshot_stamp(epoch: u64) -> String {
-    crate::manifest::rfc3339(epoch).replace(['-', ':'], "")
+    crate::calendar::rfc3339(epoch).replace(['-', ':'], "")
 }
 
-/// Seconds since 1970 of `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), the inverse of rfc3339().
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
+pub use crate::calendar::parse_rfc3339;
 
 /// The snapshot counterpart of a one-line source: `deb [OPTS] URI SUITE
 /// COMPONENTS` → `deb [OPTS check-valid-until=no] BASE/NAME/STAMP/ SUITE
@@ -430,7 +403,7 @@ mod tests {
             1_796_118_000,
             4_102_444_799,
         ] {
-            let s = crate::manifest::rfc3339(t);
+            let s = crate::calendar::rfc3339(t);
             assert_eq!(parse_rfc3339(&s), Some(t), "{s}");
         }
         assert_eq!(snapshot_stamp(1_767_225_600), "20260101T000000Z");

@@ -19,22 +19,7 @@ pub fn both32(v: u32) -> [u8; 8] {
     b
 }
 
-/// Civil date (UTC) from seconds since 1970: year, month, day, hour,
-/// minute, second.
-pub fn civil(epoch: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = epoch.div_euclid(86400);
-    let secs = epoch.rem_euclid(86400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
-}
+pub use crate::calendar::civil;
 
 /// The 7-byte date of directory records (and Rock Ridge TF), UTC.
 pub(super) fn record_date(epoch: i64) -> [u8; 7] {

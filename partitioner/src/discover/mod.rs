@@ -33,10 +33,8 @@ const LIVE_MOUNTS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
-    #[error("cannot run lsblk ({0}); install util-linux")]
-    LsblkStart(std::io::Error),
-    #[error("lsblk failed: {0}")]
-    LsblkFailed(String),
+    #[error("{0} (lsblk is in util-linux)")]
+    Lsblk(#[from] sysutil::ToolError),
     #[error("cannot parse lsblk JSON: {0}")]
     LsblkJson(#[from] serde_json::Error),
     #[error("reading {path}: {source}")]
@@ -599,16 +597,9 @@ pub fn discover(root: &Path, lsblk_json: &str) -> Result<Inventory, DiscoverErro
 
 /// Runs `lsblk --json -O -b` on this machine.
 pub fn lsblk_json() -> Result<String, DiscoverError> {
-    let out = Command::new("lsblk")
-        .args(["--json", "-O", "-b"])
-        .output()
-        .map_err(DiscoverError::LsblkStart)?;
-    if !out.status.success() {
-        return Err(DiscoverError::LsblkFailed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(sysutil::run(
+        Command::new("lsblk").args(["--json", "-O", "-b"]),
+    )?)
 }
 
 /// The inventory of this machine.

@@ -77,8 +77,28 @@ impl Screen {
 pub enum Msg {
     Key(KeyEvent),
     Progress(Event),
-    /// The engine finished: `Err((stage, message, log path))`.
-    Finished(Result<(), (Stage, String)>),
+    /// The engine finished.
+    Finished(Result<(), Failure>),
+}
+
+/// A failed install as the screens take it: the stage, what failed there,
+/// and, when the disk was refused only at apply time, the same [`Refusal`]
+/// the disk screen shows for a disk refused at plan time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub stage: Stage,
+    pub message: String,
+    pub refusal: Option<Refusal>,
+}
+
+impl From<(Stage, String)> for Failure {
+    fn from((stage, message): (Stage, String)) -> Self {
+        Failure {
+            stage,
+            message,
+            refusal: None,
+        }
+    }
 }
 
 /// What the caller must do after an update.
@@ -337,9 +357,15 @@ impl State {
                 };
             }
             Screen::Error => {
-                // Retry: through the confirmation again.
-                self.confirm.clear();
-                self.go(Screen::Confirm)
+                if let Some(r) = self.selected_disk().and_then(|d| d.refusal.clone()) {
+                    // The disk was refused while installing: choose again.
+                    self.go(Screen::Disk);
+                    self.message = Some(r.to_string());
+                } else {
+                    // Retry: through the confirmation again.
+                    self.confirm.clear();
+                    self.go(Screen::Confirm)
+                }
             }
         }
         Command::None
@@ -515,9 +541,17 @@ pub fn update(s: &mut State, msg: Msg) -> Command {
             }
             Command::None
         }
-        Msg::Finished(Err((stage, m))) => {
+        Msg::Finished(Err(f)) => {
             if s.screen == Screen::Progress {
-                s.failure = Some((stage, m));
+                // A disk refused at apply time is refused on the disk
+                // screen too, as if the plan had found it.
+                if let Some(r) = f.refusal {
+                    let cursor = s.disk_cursor;
+                    if let Some(d) = s.disks.get_mut(cursor) {
+                        d.refusal = Some(r);
+                    }
+                }
+                s.failure = Some((f.stage, f.message));
                 s.go(Screen::Error);
             }
             Command::None

@@ -120,6 +120,21 @@ impl LaunchError {
             LaunchError::Secrets(e) => (Stage::Hardware, e.to_string()),
         }
     }
+
+    /// What the TUI's error screen takes: [`Self::for_screen`] and the
+    /// typed refusal, if the disk was refused.
+    pub fn failure(&self) -> crate::app::Failure {
+        let (stage, message) = self.for_screen();
+        let refusal = match self {
+            LaunchError::Checks(e) | LaunchError::Install { error: e, .. } => e.refusal().cloned(),
+            _ => None,
+        };
+        crate::app::Failure {
+            stage,
+            message,
+            refusal,
+        }
+    }
 }
 
 /// Where a failed install's log went.

@@ -329,7 +329,7 @@ fn event_loop(
                     };
                     let result = launch(&answers, &machine, mode, &mut send)
                         .map(|_| ())
-                        .map_err(|e| e.for_screen());
+                        .map_err(|e| e.failure());
                     let _ = tx.send(Msg::Finished(result));
                 });
             }

@@ -331,7 +331,7 @@ fn progress_ignores_keys_then_done_or_error_with_retry() {
     );
     update(
         &mut s,
-        Msg::Finished(Err((Stage::Bootloader, "grub-install failed".into()))),
+        Msg::Finished(Err((Stage::Bootloader, "grub-install failed".into()).into())),
     );
     assert_eq!(s.screen, Screen::Error);
     assert_eq!(s.failure.as_ref().unwrap().0, Stage::Bootloader);
@@ -341,7 +341,10 @@ fn progress_ignores_keys_then_done_or_error_with_retry() {
     assert!(s.confirm.is_empty());
     typ(&mut s, "/dev/nvme0n1");
     assert!(matches!(press(&mut s, KeyCode::Enter), Command::Install(_)));
-    update(&mut s, Msg::Finished(Err((Stage::Payload, "x".into()))));
+    update(
+        &mut s,
+        Msg::Finished(Err((Stage::Payload, "x".into()).into())),
+    );
     press(&mut s, KeyCode::Esc);
     assert_eq!(s.screen, Screen::Summary);
     // success
@@ -362,11 +365,37 @@ fn progress_ignores_keys_then_done_or_error_with_retry() {
 }
 
 #[test]
+fn a_disk_refused_at_apply_time_is_refused_on_the_disk_screen_too() {
+    let mut s = state("laptop");
+    walk_to(&mut s, Screen::Confirm);
+    typ(&mut s, "/dev/nvme0n1");
+    assert!(matches!(press(&mut s, KeyCode::Enter), Command::Install(_)));
+    let refusal = partitioner::Refusal::InUse {
+        disk: "/dev/nvme0n1".into(),
+        details: vec!["/dev/nvme0n1p2 is mounted at /mnt".into()],
+    };
+    let failure = installer_tui::app::Failure {
+        stage: Stage::Partition,
+        message: refusal.to_string(),
+        refusal: Some(refusal.clone()),
+    };
+    update(&mut s, Msg::Finished(Err(failure)));
+    assert_eq!(s.screen, Screen::Error);
+    assert_eq!(s.selected_disk().unwrap().refusal, Some(refusal.clone()));
+    // No retry onto that disk: Enter leads back to choosing one.
+    assert!(matches!(press(&mut s, KeyCode::Enter), Command::None));
+    assert_eq!(s.screen, Screen::Disk);
+    assert_eq!(s.message.as_deref(), Some(refusal.to_string().as_str()));
+    press(&mut s, KeyCode::Enter);
+    assert_eq!(s.screen, Screen::Disk, "a refused disk cannot be chosen");
+}
+
+#[test]
 fn engine_messages_outside_progress_change_no_screen() {
     let mut s = state("laptop");
     update(&mut s, Msg::Finished(Ok(())));
     assert_eq!(s.screen, Screen::Welcome);
-    update(&mut s, Msg::Finished(Err((Stage::Plan, "x".into()))));
+    update(&mut s, Msg::Finished(Err((Stage::Plan, "x".into()).into())));
     assert_eq!(s.screen, Screen::Welcome);
 }
 

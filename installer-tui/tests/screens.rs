@@ -194,7 +194,7 @@ fn progress_done_and_error() {
         );
     }
     shot("progress_payload", &s);
-    update(&mut s, Msg::Finished(Err((Stage::Bootloader, "grub-install --target=i386-pc --recheck /dev/nvme0n1 failed: cannot find a GRUB drive for /dev/nvme0n1".into()))));
+    update(&mut s, Msg::Finished(Err((Stage::Bootloader, "grub-install --target=i386-pc --recheck /dev/nvme0n1 failed: cannot find a GRUB drive for /dev/nvme0n1".into()).into())));
     shot("error", &s);
     press(&mut s, KeyCode::Enter);
     typ(&mut s, "/dev/nvme0n1");
@@ -248,7 +248,7 @@ fn ascii_mode_draws_every_screen_in_ascii() {
     shot("ascii_progress", &s);
     update(
         &mut s,
-        Msg::Finished(Err((Stage::Payload, "unsquashfs failed".into()))),
+        Msg::Finished(Err((Stage::Payload, "unsquashfs failed".into()).into())),
     );
     check(&s, "Error");
     press(&mut s, KeyCode::Enter);

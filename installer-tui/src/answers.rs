@@ -83,7 +83,7 @@ impl Default for SystemAnswers {
     }
 }
 
-/// The dom0 user (member of `wheel` and `qubes`).
+/// The dom0 user (member of `sudo` and `qubes`: it administers dom0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserAnswers {
@@ -433,16 +433,27 @@ pub fn find_answers(cmdline: &str, medium: &std::path::Path) -> Option<PathBuf> 
 #[derive(Debug)]
 pub struct Secrets {
     pub passphrase: Passphrase,
-    /// The dom0 user's password, already hashed (SHA-512 crypt) for /etc/shadow.
+    /// The dom0 user's password, already hashed (yescrypt) for /etc/shadow.
     pub password_hash: String,
 }
 
-/// Hashes a password for /etc/shadow (SHA-512 crypt, glibc's default rounds).
-pub fn hash_password(password: &[u8]) -> Result<String, String> {
-    let text =
-        std::str::from_utf8(password).map_err(|_| "the password is not UTF-8".to_string())?;
-    let params = sha_crypt::Sha512Params::new(5000).map_err(|e| format!("{e:?}"))?;
-    sha_crypt::sha512_simple(text, &params).map_err(|e| format!("{e:?}"))
+/// A password that cannot be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password is not UTF-8 text")]
+    NotUtf8,
+    #[error("hashing the password with libxcrypt's yescrypt: {0}")]
+    Crypt(String),
+}
+
+/// Hashes a password for /etc/shadow as Debian 12 does (pam_unix's
+/// `yescrypt` with libxcrypt's default cost), through libxcrypt itself, the
+/// library that checks it at login.
+pub fn hash_password(password: &[u8]) -> Result<String, PasswordError> {
+    let text = std::str::from_utf8(password).map_err(|_| PasswordError::NotUtf8)?;
+    let crypt = |e: xcrypt::Error| PasswordError::Crypt(e.to_string());
+    let setting = xcrypt::crypt_gensalt(Some("$y$"), 0, None).map_err(crypt)?;
+    xcrypt::crypt(text, &setting).map_err(crypt)
 }
 
 /// How strong a passphrase looks: 0 (very weak) to 4 (strong), with advice.
@@ -676,11 +687,20 @@ accept_warnings = ["iommu"]
     }
 
     #[test]
-    fn password_hash_is_sha512_crypt_and_checks() {
+    fn password_hash_is_yescrypt_and_checks() {
         let h = hash_password(b"s3cret").unwrap();
-        assert!(h.starts_with("$6$"), "{h}");
-        sha_crypt::sha512_check("s3cret", &h).unwrap();
-        assert!(sha_crypt::sha512_check("other", &h).is_err());
+        assert!(h.starts_with("$y$"), "{h}");
+        assert_ne!(
+            h,
+            hash_password(b"s3cret").unwrap(),
+            "a fresh salt each time"
+        );
+        assert_eq!(xcrypt::crypt("s3cret", &h).unwrap(), h);
+        assert_ne!(xcrypt::crypt("other", &h).unwrap(), h);
+        assert!(matches!(
+            hash_password(b"\xff"),
+            Err(PasswordError::NotUtf8)
+        ));
     }
 
     proptest::proptest! {

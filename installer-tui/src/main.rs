@@ -175,7 +175,7 @@ fn secrets(a: &Answers) -> Result<Secrets> {
             one
         }
     };
-    let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+    let password_hash = hash_password(&password)?;
     Ok(Secrets {
         passphrase,
         password_hash,

@@ -18,6 +18,10 @@ use super::run::Emitter;
 use super::target::TargetFacts;
 use crate::answers::{Answers, Secrets};
 
+/// The dom0 user's groups besides its own: Debian's `sudo` (sudoers lets
+/// it administer dom0) and `qubes` (Qubes' group for the qubes' files).
+pub const USER_GROUPS: [&str; 2] = ["sudo", "qubes"];
+
 /// What configure writes: the files and the user's edits, in order, and
 /// the uid the user gets.
 pub struct Configuration {
@@ -42,8 +46,14 @@ pub fn stage(
     files::write_all(root, &c.entries).at(Stage::Configure)?;
     let (s, u) = (&answers.system, &answers.user);
     out.log.line(format!(
-        "configured hostname {}, {}, keyboard {}, time zone {}, user {} (uid {}, groups wheel, qubes)",
-        s.hostname, s.language, s.keyboard, s.timezone, u.name, c.uid
+        "configured hostname {}, {}, keyboard {}, time zone {}, user {} (uid {}, groups {})",
+        s.hostname,
+        s.language,
+        s.keyboard,
+        s.timezone,
+        u.name,
+        c.uid,
+        USER_GROUPS.join(", ")
     ));
     Ok(())
 }
@@ -147,14 +157,22 @@ pub fn configure(
             ),
             0o644,
         ),
+        // As useradd writes it: the password last changed today (days since
+        // 1970), no minimum age, Debian's login.defs maximum and warning.
         Entry::line(
             "etc/shadow",
-            format!("{}:{}:19000:0:99999:7:::", u.name, secrets.password_hash),
+            format!(
+                "{}:{}:{}:0:99999:7:::",
+                u.name,
+                secrets.password_hash,
+                days_since_epoch()
+            ),
             0o640,
         ),
         Entry::line("etc/group", format!("{n}:x:{uid}:", n = u.name), 0o644),
+        Entry::line("etc/gshadow", format!("{n}:!::", n = u.name), 0o640),
     ]);
-    entries.extend(["wheel", "qubes"].map(|group| Entry::Member {
+    entries.extend(USER_GROUPS.map(|group| Entry::Member {
         group: group.into(),
         user: u.name.clone(),
     }));
@@ -163,6 +181,13 @@ pub fn configure(
         uid,
     });
     Ok(Configuration { entries, uid })
+}
+
+/// Today, as /etc/shadow counts: whole days since 1970-01-01 (UTC).
+fn days_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
 }
 
 /// The first free uid from 1000 in the text of /etc/passwd.
@@ -290,6 +315,7 @@ mod tests {
                 "etc/passwd",
                 "etc/shadow",
                 "etc/group",
+                "etc/gshadow",
                 "etc/group",
                 "etc/group",
                 "home/alice",

@@ -112,7 +112,40 @@ fn append_line(root: &Path, rel: &str, line: &str, mode: u32) -> Result<(), Stag
 /// next gid after the highest below 60000, from 1000) if absent.
 fn add_to_group(root: &Path, group: &str, user: &str) -> Result<(), StageError> {
     let text = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
-    write(root, "etc/group", &with_member(&text, group, user), 0o644)
+    write(root, "etc/group", &with_member(&text, group, user), 0o644)?;
+    let shadow = fs::read_to_string(root.join("etc/gshadow")).unwrap_or_default();
+    write(
+        root,
+        "etc/gshadow",
+        &with_shadow_member(&shadow, group, user),
+        0o640,
+    )
+}
+
+/// The same membership in /etc/gshadow (`name:password:admins:members`),
+/// which Debian's tools keep beside /etc/group; a group it lacks gets a
+/// line with no password, as groupadd writes it.
+fn with_shadow_member(text: &str, group: &str, user: &str) -> String {
+    let mut found = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&group) && f.len() == 4 {
+            found = true;
+            let mut m: Vec<&str> = f[3].split(',').filter(|m| !m.is_empty()).collect();
+            if !m.contains(&user) {
+                m.push(user);
+            }
+            out.push_str(&format!("{}:{}:{}:{}\n", f[0], f[1], f[2], m.join(",")));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !found {
+        out.push_str(&format!("{group}:!::{user}\n"));
+    }
+    out
 }
 
 fn with_member(text: &str, group: &str, user: &str) -> String {
@@ -147,6 +180,18 @@ fn with_member(text: &str, group: &str, user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gshadow_keeps_the_same_memberships() {
+        let g = "root:*::\nsudo:*::bob\n";
+        let once = with_shadow_member(g, "sudo", "alice");
+        assert_eq!(once, "root:*::\nsudo:*::bob,alice\n");
+        assert_eq!(with_shadow_member(&once, "sudo", "alice"), once);
+        assert_eq!(
+            with_shadow_member(&once, "qubes", "alice"),
+            format!("{once}qubes:!::alice\n")
+        );
+    }
 
     #[test]
     fn members_join_existing_groups_once_and_new_groups_get_the_next_gid() {

@@ -311,7 +311,7 @@ pub(super) fn passphrase(s: &State, f: &mut Frame, a: Rect) {
 pub(super) fn user(s: &State, f: &mut Frame, a: Rect) {
     let t = vec![
         Line::from("The user who logs in to dom0, the administrative domain. It can"),
-        Line::from("administer the system (groups wheel and qubes)."),
+        Line::from("administer the system (groups sudo and qubes)."),
         Line::from(""),
         field_line("User name", s.user_name.clone(), s.focus == 0),
         field_line("Full name (optional)", s.full_name.clone(), s.focus == 1),

@@ -48,7 +48,12 @@ pub fn fake_payload(dir: &Path) {
         "etc/passwd",
         "root:x:0:0:root:/root:/bin/bash\nuser1:x:1000:1000::/home/user1:/bin/sh\n",
     );
-    w("etc/group", "root:x:0:\nwheel:x:10:\nuser1:x:1000:\n");
+    // Debian's base: sudo is gid 27, shadow 42; gshadow beside group.
+    w(
+        "etc/group",
+        "root:x:0:\nsudo:x:27:\nshadow:x:42:\nuser1:x:1000:\n",
+    );
+    w("etc/gshadow", "root:*::\nsudo:*::\nshadow:*::\nuser1:!::\n");
     w(
         "etc/shadow",
         "root:*:19000:0:99999:7:::\nuser1:!:19000:0:99999:7:::\n",

@@ -11,8 +11,9 @@ use crate::plan::Plan;
 use crate::settings::PoolSettings;
 
 /// Test hooks: named points inside steps where a test can inject a failure
-/// (`BULKHEAD_FIRSTBOOT_FAIL_AT=POINT`) or have the process SIGKILLed
-/// (`BULKHEAD_FIRSTBOOT_KILL_AT=POINT`); `BULKHEAD_FIRSTBOOT_POINTS=FILE`
+/// (`BULKHEAD_FIRSTBOOT_FAIL_AT=POINT`), have the process SIGKILLed
+/// (`BULKHEAD_FIRSTBOOT_KILL_AT=POINT`) or hang there for good
+/// (`BULKHEAD_FIRSTBOOT_HANG_AT=POINT`); `BULKHEAD_FIRSTBOOT_POINTS=FILE`
 /// appends every point reached, so tests enumerate them instead of
 /// guessing. Points are `STEP-ID:begin`, `STEP-ID:<phase>`, `STEP-ID:end`
 /// (after the work, before completion is recorded).
@@ -20,6 +21,8 @@ use crate::settings::PoolSettings;
 pub struct Hooks {
     pub fail_at: Option<String>,
     pub kill_at: Option<String>,
+    /// Never returns from this point (a step that hangs).
+    pub hang_at: Option<String>,
     pub log: Option<std::path::PathBuf>,
 }
 
@@ -28,6 +31,7 @@ impl Hooks {
         Hooks {
             fail_at: std::env::var("BULKHEAD_FIRSTBOOT_FAIL_AT").ok(),
             kill_at: std::env::var("BULKHEAD_FIRSTBOOT_KILL_AT").ok(),
+            hang_at: std::env::var("BULKHEAD_FIRSTBOOT_HANG_AT").ok(),
             log: std::env::var_os("BULKHEAD_FIRSTBOOT_POINTS").map(Into::into),
         }
     }
@@ -45,6 +49,11 @@ impl Hooks {
         }
         if self.fail_at.as_deref() == Some(name) {
             return Err(Error::Injected(name.into()));
+        }
+        if self.hang_at.as_deref() == Some(name) {
+            loop {
+                std::thread::park();
+            }
         }
         if self.kill_at.as_deref() == Some(name) {
             // A real SIGKILL, as a power cut or the OOM killer would deliver.

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod facts;
 pub mod ls;
 pub mod model;
+pub mod notice;
 pub mod offline;
 pub mod plan;
 pub mod qubesxml;

@@ -64,6 +64,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// After the unit stopped (its ExecStopPost): when first boot did not
+    /// finish, say so at the login prompts with the command that resumes.
+    #[command(hide = true)]
+    Stopped,
     /// The settings file's reference (Markdown), or with --defaults the
     /// defaults as TOML.
     Settings {
@@ -166,6 +170,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 for (i, s) in plan.steps.iter().enumerate() {
                     println!("{:>2}. {:<28} {}", i + 1, s.id(), s.describe(&plan));
                 }
+            }
+            Ok(())
+        }
+        Some(Cmd::Stopped) => {
+            let result = std::env::var("SERVICE_RESULT").unwrap_or_default();
+            if let Some(why) = run::unfinished(&cli.root, &result) {
+                let shown = firstboot::notice::publish(&cli.root, &why)?;
+                eprint!("firstboot: {shown}");
             }
             Ok(())
         }

@@ -102,6 +102,10 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Things the person should know (skipped qubes and why).
     pub warnings: Vec<String>,
+    /// The steps' time limits (plans stored before limits existed get the
+    /// defaults).
+    #[serde(default)]
+    pub limits: crate::settings::LimitSettings,
 }
 
 const DVM: &str = "default-dvm";
@@ -116,6 +120,7 @@ impl Plan {
             qubes: Vec::new(),
             steps: vec![Step::InitStore],
             warnings: Vec::new(),
+            limits: s.limits.clone(),
         };
         if s.skip_everything {
             p.templates.clear();

@@ -5,8 +5,16 @@
 //! finishes the plan it started, even if a device or the settings changed
 //! in between. When every step is done, the `done` marker is written; the
 //! systemd unit does not start again once it exists.
+//!
+//! Every step runs under a time limit (`limits` in firstboot.toml). A step
+//! cannot be cancelled from outside, so a watchdog thread ends the whole
+//! process when one overruns: the step stays undone, the failure is
+//! recorded and shown at the login prompts ([`crate::notice`]), and the
+//! process exits with [`EXIT_TIMED_OUT`]; systemd then stops what the step
+//! had started (the unit's control group) and lets logins go ahead.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +26,50 @@ use crate::offline::{Offline, STATE_DIR};
 use crate::plan::{Plan, Step};
 use crate::settings::Settings;
 use crate::storage::{Lvm, Recorded, Storage};
+
+/// Exit status of a run that stopped because a step overran its limit.
+pub const EXIT_TIMED_OUT: i32 = 3;
+
+/// Ends the process if it is not dropped within its limit.
+struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(limit: Duration, on_expiry: impl FnOnce() + Send + 'static) -> Watchdog {
+        let (done, rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                on_expiry();
+                std::process::exit(EXIT_TIMED_OUT);
+            }
+        });
+        Watchdog {
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The limit of `step` under `plan`'s limits.
+pub fn time_limit(plan: &Plan, step: &Step) -> Duration {
+    Duration::from_secs(match step {
+        Step::Template { .. } => plan.limits.template_secs,
+        _ => plan.limits.step_secs,
+    })
+}
 
 /// How storage is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +147,24 @@ pub fn done_marker(root: &Path) -> PathBuf {
 
 fn failure_path(root: &Path) -> PathBuf {
     root.join(STATE_DIR).join("last-failure")
+}
+
+/// Why first boot is unfinished after its unit stopped with systemd's
+/// `result` (`SERVICE_RESULT`: `success`, `timeout`, `signal`, ...): the
+/// recorded failure, or what systemd says; `None` when it finished.
+pub fn unfinished(root: &Path, result: &str) -> Option<String> {
+    if done_marker(root).exists() {
+        return None;
+    }
+    let recorded = std::fs::read_to_string(failure_path(root)).ok();
+    match (recorded, result) {
+        (Some(r), _) if !r.trim().is_empty() => Some(r.trim().to_string()),
+        (_, "success") => None,
+        (_, "exit-code") => Some("it failed before its first step".into()),
+        (_, "timeout") => Some("it ran longer than its unit allows".into()),
+        (_, "") => Some("it stopped before finishing".into()),
+        (_, r) => Some(format!("it was stopped ({r})")),
+    }
 }
 
 impl State {
@@ -268,15 +338,32 @@ pub fn execute(
             hooks: &opts.hooks,
             step: id.clone(),
         };
+        let limit = time_limit(plan, step);
+        let watchdog = {
+            let (root, what) = (opts.root.clone(), format!("step {id} ({desc})"));
+            Watchdog::start(limit, move || {
+                let why = format!("{what} did not finish within {} s", limit.as_secs());
+                let _ = crate::util::write_atomic(
+                    &failure_path(&root),
+                    format!("{why}\n").as_bytes(),
+                    0o644,
+                );
+                let shown = crate::notice::publish(&root, &why).unwrap_or_else(|_| why.clone());
+                eprintln!("\nfirstboot: {shown}");
+            })
+        };
         let result = ctx
             .point("begin")
             .and_then(|()| run_step(backend, &ctx, step))
             .and_then(|notes| ctx.point("end").map(|()| notes));
+        drop(watchdog);
         let notes = match result {
             Ok(n) => n,
             Err(e) => {
                 let msg = format!("step {id} ({desc}) failed: {e}\n");
                 let _ = crate::util::write_atomic(&failure_path(&opts.root), msg.as_bytes(), 0o644);
+                let _ =
+                    crate::notice::publish(&opts.root, &format!("step {id} ({desc}) failed: {e}"));
                 let _ = state.save(&opts.root);
                 return Err(Error::StepFailed {
                     step: id,
@@ -297,6 +384,7 @@ pub fn execute(
     if fail.exists() {
         std::fs::remove_file(&fail).map_err(|e| Error::io("removing", &fail, e))?;
     }
+    crate::notice::clear(&opts.root)?;
     crate::util::write_atomic(
         &done_marker(&opts.root),
         format!("{}\n", state.plan_digest).as_bytes(),

@@ -55,6 +55,29 @@ pub struct Settings {
     pub net_pci: Option<Vec<String>>,
     /// PCI USB controllers for the USB qube. Unset: class 0x0c03 in sysfs.
     pub usb_pci: Option<Vec<String>>,
+    /// How long one step may take before first boot gives up on it.
+    pub limits: LimitSettings,
+}
+
+/// Time limits: a step that does not finish in time stops first boot, so a
+/// hung step (a tool waiting on Xen, a stuck device) never keeps the
+/// machine from reaching its login prompts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Seconds a template step (copying its root image) may take.
+    pub template_secs: u64,
+    /// Seconds every other step may take.
+    pub step_secs: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            template_secs: 3600,
+            step_secs: 600,
+        }
+    }
 }
 
 /// Which qube holds the USB controllers.
@@ -139,6 +162,7 @@ impl Default for Settings {
             pool: PoolSettings::default(),
             net_pci: None,
             usb_pci: None,
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -200,6 +224,14 @@ impl Settings {
                 "templates",
                 "qubes are to be created but no template is listed; add a [[templates]] entry",
             ));
+        }
+        for (key, secs) in [
+            ("limits.template_secs", self.limits.template_secs),
+            ("limits.step_secs", self.limits.step_secs),
+        ] {
+            if secs == 0 {
+                out.push(problem(key, "give a time limit of at least 1 second"));
+            }
         }
         for (key, list) in [("net_pci", &self.net_pci), ("usb_pci", &self.usb_pci)] {
             for (i, bdf) in list.iter().flatten().enumerate() {

@@ -15,6 +15,12 @@ fn unit_verifies_and_runs_once() {
     );
     assert!(UNIT.contains("ExecStart=/usr/bin/firstboot --resume\n"));
     assert!(UNIT.contains("After=cryptsetup.target local-fs.target"));
+    // After Xen's toolstack: its start steps need xenstored and xenconsoled.
+    assert!(
+        UNIT.contains(" xen.service\n") && UNIT.contains("Wants=cryptsetup.target xen.service\n")
+    );
+    // A run that did not finish is shown at the login prompts.
+    assert!(UNIT.contains("ExecStopPost=/usr/bin/firstboot stopped\n"));
     assert!(UNIT.contains("Type=oneshot"));
     // No login, on any console, before the qubes exist.
     assert!(

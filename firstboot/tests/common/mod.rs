@@ -49,7 +49,8 @@ pub fn firstboot(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
     c.arg("--root").arg(root).args(args);
     c.env_remove("BULKHEAD_FIRSTBOOT_FAIL_AT")
-        .env_remove("BULKHEAD_FIRSTBOOT_KILL_AT");
+        .env_remove("BULKHEAD_FIRSTBOOT_KILL_AT")
+        .env_remove("BULKHEAD_FIRSTBOOT_HANG_AT");
     for (k, v) in env {
         c.env(k, v);
     }

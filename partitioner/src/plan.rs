@@ -205,7 +205,23 @@ pub enum InvalidPlan {
     PastEnd(u32),
     #[error("bad mapper name")]
     MapperName,
+    #[error("partition {number}: size_bytes {size} is not its {lbas} LBAs")]
+    Size { number: u32, size: u64, lbas: u64 },
+    /// LUKS2 settings other than the ones Bulkhead installs with.
+    #[error("LUKS2 {what} {value:?} is not allowed; Bulkhead installs {allowed}")]
+    Luks {
+        what: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
 }
+
+/// The LUKS2 settings a plan may carry (a plan can come from a file or from
+/// the journal of an earlier run on the disk: neither may weaken the key).
+const LUKS_CIPHERS: &[&str] = &["aes-xts-plain64"];
+const LUKS_KEY_BITS: &[u32] = &[512];
+const LUKS_PBKDFS: &[&str] = &["argon2id"];
+const LUKS_SECTORS: &[u32] = &[512, 4096];
 
 /// The complete install plan for one disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,15 +443,87 @@ impl Plan {
             if p.last_lba < p.first_lba || p.first_lba <= prev_end {
                 return Err(InvalidPlan::Overlaps(p.number));
             }
-            if (p.last_lba + 1) * lb + gpt_tail_lbas(lb) * lb > self.disk.size_bytes {
+            // Checked: a plan from a file or a journal may hold any number.
+            let end = p
+                .last_lba
+                .checked_add(1 + gpt_tail_lbas(lb))
+                .and_then(|n| n.checked_mul(lb));
+            if end.is_none_or(|e| e > self.disk.size_bytes) {
                 return Err(InvalidPlan::PastEnd(p.number));
+            }
+            let lbas = p.last_lba - p.first_lba + 1;
+            if lbas.checked_mul(lb) != Some(p.size_bytes) {
+                return Err(InvalidPlan::Size {
+                    number: p.number,
+                    size: p.size_bytes,
+                    lbas,
+                });
             }
             prev_end = p.last_lba;
         }
         if self.luks.mapper_name.contains('/') || self.luks.mapper_name.is_empty() {
             return Err(InvalidPlan::MapperName);
         }
+        let l = &self.luks;
+        let bad = |what, value: String, allowed| InvalidPlan::Luks {
+            what,
+            value,
+            allowed,
+        };
+        if !LUKS_CIPHERS.contains(&l.cipher.as_str()) {
+            return Err(bad("cipher", l.cipher.clone(), "aes-xts-plain64"));
+        }
+        if !LUKS_KEY_BITS.contains(&l.key_bits) {
+            return Err(bad("key size", l.key_bits.to_string(), "512-bit keys"));
+        }
+        if !LUKS_PBKDFS.contains(&l.pbkdf.as_str()) {
+            return Err(bad("PBKDF", l.pbkdf.clone(), "argon2id"));
+        }
+        if !LUKS_SECTORS.contains(&l.sector_size) {
+            return Err(bad("sector size", l.sector_size.to_string(), "512 or 4096"));
+        }
         Ok(())
+    }
+
+    /// What differs between this plan and `other` beyond the identities
+    /// each run draws afresh (disk and partition GUIDs, the LUKS2 UUID and
+    /// its mapper name): empty when `other` installs the same thing.
+    pub fn layout_differences(&self, other: &Plan) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut diff = |what: &str, mine: String, theirs: String| {
+            if mine != theirs {
+                v.push(format!("{what}: {theirs}, this run plans {mine}"));
+            }
+        };
+        let d = |d: &DiskIdentity| {
+            format!(
+                "{} {} bytes, {}-byte sectors",
+                d.path, d.size_bytes, d.logical_sector
+            )
+        };
+        diff("disk", d(&self.disk), d(&other.disk));
+        let parts = |p: &Plan| {
+            p.partitions
+                .iter()
+                .map(|q| {
+                    format!(
+                        "{} {:?} {:?} type {} LBA {}-{} {}",
+                        q.number, q.role, q.name, q.type_guid, q.first_lba, q.last_lba, q.content
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        diff("partitions", parts(self), parts(other));
+        let luks = |l: &LuksPlan| {
+            format!(
+                "{} {}-bit {} {}-byte sectors label {:?}",
+                l.cipher, l.key_bits, l.pbkdf, l.sector_size, l.label
+            )
+        };
+        diff("LUKS2", luks(&self.luks), luks(&other.luks));
+        diff("LVM", format!("{:?}", self.lvm), format!("{:?}", other.lvm));
+        v
     }
 }
 
@@ -516,6 +604,88 @@ mod tests {
         assert_eq!(swap_size(128 * GIB, 500 * GIB), 4 * GIB);
         // capped at 10% of the disk
         assert_eq!(swap_size(16 * GIB, 40 * GIB), 4 * GIB);
+    }
+
+    fn sample() -> Plan {
+        let d = crate::discover::DiskInfo {
+            path: "/dev/vda".into(),
+            name: "vda".into(),
+            model: None,
+            vendor: None,
+            serial: Some("S1".into()),
+            wwn: None,
+            size_bytes: 64 * GIB,
+            logical_sector: 512,
+            physical_sector: 512,
+            transport: Transport::Virtio,
+            removable: false,
+            read_only: false,
+            rotational: false,
+            partition_table: None,
+            whole_disk_fstype: None,
+            contents: vec![],
+            os_hints: vec![],
+            mounted: vec![],
+            swap: vec![],
+            holders: vec![],
+            live_medium: None,
+        };
+        Plan::for_disk(&d, 8 * GIB).unwrap()
+    }
+
+    #[test]
+    fn validate_refuses_weakened_luks_and_impossible_numbers() {
+        let good = sample();
+        assert_eq!(good.validate(), Ok(()));
+        let with = |f: &dyn Fn(&mut Plan)| {
+            let mut p = good.clone();
+            f(&mut p);
+            p.validate()
+        };
+        assert!(matches!(
+            with(&|p| p.luks.cipher = "aes-ecb".into()),
+            Err(InvalidPlan::Luks { what: "cipher", .. })
+        ));
+        assert!(matches!(
+            with(&|p| p.luks.key_bits = 128),
+            Err(InvalidPlan::Luks {
+                what: "key size",
+                ..
+            })
+        ));
+        assert!(matches!(
+            with(&|p| p.luks.pbkdf = "pbkdf2".into()),
+            Err(InvalidPlan::Luks { what: "PBKDF", .. })
+        ));
+        assert!(matches!(
+            with(&|p| p.luks.sector_size = 1024),
+            Err(InvalidPlan::Luks { .. })
+        ));
+        let last = good.partitions.len() - 1;
+        // An end past 2^64 must not wrap around into a "valid" plan.
+        assert_eq!(
+            with(&|p| p.partitions[last].last_lba = u64::MAX),
+            Err(InvalidPlan::PastEnd(good.partitions[last].number))
+        );
+        assert!(matches!(
+            with(&|p| p.partitions[0].size_bytes += 512),
+            Err(InvalidPlan::Size { .. })
+        ));
+    }
+
+    #[test]
+    fn only_fresh_identities_may_differ_between_runs_of_one_install() {
+        let a = sample();
+        let b = sample();
+        assert_ne!(a.luks.uuid, b.luks.uuid, "each run draws new identities");
+        assert_eq!(a.layout_differences(&b), Vec::<String>::new());
+        let mut weak = b.clone();
+        weak.luks.cipher = "aes-ecb".into();
+        let d = a.layout_differences(&weak);
+        assert!(d.len() == 1 && d[0].starts_with("LUKS2: aes-ecb"), "{d:?}");
+        let mut moved = b.clone();
+        moved.partitions[1].last_lba -= 2048;
+        assert!(a.layout_differences(&moved)[0].starts_with("partitions:"));
     }
 
     #[test]

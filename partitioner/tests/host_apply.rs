@@ -324,6 +324,58 @@ fn a_plan_for_another_size_is_refused_before_any_write() {
     assert_eq!(std::fs::metadata(&img).unwrap().blocks(), 0);
 }
 
+/// A journal planted on the disk (the previous system can write there)
+/// whose plan weakens LUKS2 or moves the layout is not adopted: the run
+/// stops before writing, says why, and the caller's plan is never replaced.
+#[test]
+fn a_planted_journal_with_another_plan_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(34 * GIB)
+        .unwrap();
+    let plan = Plan::for_disk(&disk_info(&img.display().to_string(), 34 * GIB), 4 * GIB).unwrap();
+    let weak = {
+        let mut p = plan.clone();
+        p.luks.cipher = "aes-ecb".into();
+        p.luks.key_bits = 128;
+        p
+    };
+    let moved = {
+        let mut p = plan.clone();
+        p.lvm.root_lv = "evil".into();
+        p
+    };
+    for (planted, says) in [(&weak, "aes-ecb"), (&moved, "evil")] {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        partitioner::journal::init(&mut f, planted, &mut |_| Ok(())).unwrap();
+        drop(f);
+        use std::os::unix::fs::MetadataExt;
+        let before = std::fs::metadata(&img).unwrap().blocks();
+        let mut noop = |_: &apply::Progress| {};
+        let err = apply::run(
+            &plan,
+            &img,
+            &pass("x"),
+            Options {
+                pbkdf: TEST_PBKDF,
+                restart: false,
+                stop_after: None,
+                close: false,
+                progress: &mut noop,
+            },
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(says) && text.contains("--restart"), "{text}");
+        // Only the planted journal is on the disk: no GPT was written.
+        let (ok, out) = sh(Command::new("sgdisk").arg("-p").arg(&img));
+        assert!(!ok || !out.contains("EFI"), "a GPT was written:\n{out}");
+        assert_eq!(std::fs::metadata(&img).unwrap().blocks(), before);
+    }
+}
+
 #[test]
 fn image_file_steps_before_luks_work_without_a_loop_device() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,6 +53,13 @@ impl From<ResumeError> for ApplyError {
 pub enum ResumeError {
     #[error("the journal's plan is not valid: {0}")]
     InvalidJournalPlan(InvalidPlan),
+    /// The disk's journal records a different install than this run's plan
+    /// (another layout, other LUKS2 settings): it is not adopted.
+    #[error(
+        "the disk holds an interrupted install of a different plan ({}); it is not resumed",
+        .differences.join("; ")
+    )]
+    DifferentPlan { differences: Vec<String> },
     /// Its LUKS2 mapping, still open, does not close (`vg`: why its volume
     /// group did not deactivate first, if it did not).
     #[error("cannot close {} left open by the interrupted run: {close}{}", .mapper.display(), after(.vg))]

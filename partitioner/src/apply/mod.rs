@@ -112,6 +112,14 @@ pub fn run(
     let block = device::is_block(target);
     let (plan, done, resumed) = match journal {
         Some(j) if j.plan.disk.size_bytes == size && j.plan.disk.serial == plan.disk.serial => {
+            // The journal is on the disk, so anyone who wrote the disk
+            // before could have planted it: it is resumed only when it is
+            // valid and records this very install.
+            j.plan.validate().map_err(ResumeError::InvalidJournalPlan)?;
+            let differences = plan.layout_differences(&j.plan);
+            if !differences.is_empty() {
+                return Err(ResumeError::DifferentPlan { differences }.into());
+            }
             (j.plan, j.done, true)
         }
         _ => (plan.clone(), Vec::new(), false),
@@ -120,9 +128,6 @@ pub fn run(
         close_left_open(&plan)?;
     }
     let file = device::open_target(target)?;
-    if resumed {
-        plan.validate().map_err(ResumeError::InvalidJournalPlan)?;
-    }
     let disk = Target {
         path: target,
         file,

@@ -8,12 +8,15 @@
 //! has long accepted this layout. Debian builds its installer media the
 //! same way.
 //!
-//! Inputs, pinned in `iso-builder/bootloader.lock.toml` (refresh with
-//! `cargo run -p iso-builder --bin bulkhead-iso -- pin-bootloader`):
-//! grub-pc-bin (i386-pc modules, cdboot.img, boot_hybrid.img),
+//! Inputs: grub-pc-bin (i386-pc modules, cdboot.img, boot_hybrid.img),
 //! grub-efi-amd64-bin (x86_64-efi modules) and grub-common (grub-mkimage
-//! itself, so the tool that assembles the images is pinned too). They are
-//! fetched and sha256-verified by [`crate::inputs::Cache`].
+//! itself, so the tool that assembles the images is pinned too). A build
+//! takes their pins from inputs.lock's payload tree, which installs the same
+//! packages, so they are refreshed and `--locked` like every tree pin;
+//! `iso-builder/bootloader.lock.toml` (refresh with `cargo run -p
+//! iso-builder --bin bulkhead-iso -- pin-bootloader`) serves `bulkhead-iso
+//! master` and a recipe whose payload lacks them. They are fetched and
+//! sha256-verified by [`crate::inputs::Cache`].
 //!
 //! Images: `grub-mkimage -O i386-pc-eltorito` (cdboot.img + core, the El
 //! Torito BIOS image, also entered by boot_hybrid.img from a USB disk) and
@@ -136,6 +139,28 @@ impl BootloaderLock {
         format!(
             "# GRUB packages the boot loader files come from.\n# Refresh with `{REFRESH}`.\n{body}"
         )
+    }
+
+    /// The pins of a build: taken from the payload tree of `lock` when it
+    /// holds all of [`PACKAGES`] (the installed system's GRUB is the same
+    /// files), so they are refreshed and `--locked` with the tree pins;
+    /// otherwise the compiled-in [`LOCK_TEXT`].
+    pub fn for_build(lock: &crate::lock::Lock) -> Result<Self, GrubError> {
+        let payload = lock.trees.get("payload").map(Vec::as_slice).unwrap_or(&[]);
+        let from_tree: Vec<DebPin> = PACKAGES
+            .iter()
+            .filter_map(|p| {
+                payload
+                    .iter()
+                    .find(|d| d.package == *p && d.arch == "amd64")
+            })
+            .cloned()
+            .collect();
+        if from_tree.len() == PACKAGES.len() {
+            Ok(BootloaderLock { deb: from_tree })
+        } else {
+            BootloaderLock::parse(LOCK_TEXT)
+        }
     }
 
     fn pin(&self, package: &str) -> Result<&DebPin, GrubError> {
@@ -357,6 +382,31 @@ pub fn esp_config(fs_uuid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_takes_the_grub_pins_from_the_payload_tree() {
+        let compiled = BootloaderLock::parse(LOCK_TEXT).unwrap();
+        let mut moved = compiled.deb.clone();
+        for p in &mut moved {
+            p.version = format!("{}+refreshed", p.version);
+        }
+        let mut trees = std::collections::BTreeMap::new();
+        trees.insert("payload".to_string(), moved.clone());
+        let lock = crate::lock::Lock {
+            format: crate::lock::FORMAT,
+            recipe_sha256: String::new(),
+            resolved_at: String::new(),
+            trees,
+        };
+        assert_eq!(BootloaderLock::for_build(&lock).unwrap().deb, moved);
+        // A payload without GRUB falls back to the compiled-in pins.
+        let mut partial = lock.clone();
+        partial.trees.get_mut("payload").unwrap().pop();
+        assert_eq!(
+            BootloaderLock::for_build(&partial).unwrap().deb,
+            compiled.deb
+        );
+    }
 
     #[test]
     fn lock_file_parses_and_pins_every_package() {

@@ -285,7 +285,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         // finished file's sha256 too (one read of the image, see
         // iso9660/out.rs): the manifest and SHA256SUMS reuse it.
         mo.embed_checksum = true;
-        let blk = BootloaderLock::parse(grub::LOCK_TEXT)?;
+        let blk = BootloaderLock::for_build(&lock)?;
         let loader = grub::build_loader(cache, &blk, &crate::iso9660::grub_fs_uuid(sde as i64))?;
         fs::create_dir_all(&opts.out_dir).map_err(io_err("creating", &opts.out_dir))?;
         let tmp = opts.out_dir.join(format!(".{iso_name}.partial"));
@@ -313,7 +313,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
     let manifest = st.run("manifest", || {
         let output = iso_artifact;
         let mut inputs_list = manifest::inputs(&lock);
-        for p in BootloaderLock::parse(grub::LOCK_TEXT)?.deb {
+        for p in BootloaderLock::for_build(&lock)?.deb {
             // The same file may also be in a tree (the payload has GRUB).
             if let Some(i) = inputs_list.iter_mut().find(|i| {
                 i.package == p.package

@@ -40,8 +40,9 @@ pub trait Config: DeserializeOwned + JsonSchema {
 /// A settings file that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// Not TOML, an unknown key, a wrong type: toml's message carries the
-    /// line and column.
+    /// Not TOML, an unknown key, a wrong type: the line and column and
+    /// toml's reason, never the text of the line (it may hold a secret
+    /// someone put there by mistake).
     #[error("{file}: {message}{after}")]
     Syntax {
         file: String,
@@ -64,7 +65,7 @@ pub enum ConfigError {
 pub fn parse<T: Config>(text: &str, file: &str) -> Result<T, ConfigError> {
     let value: T = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.to_string(),
-        message: e.to_string().trim_end().to_string(),
+        message: syntax_message(text, &e),
         after: T::AFTER_ERROR,
     })?;
     if let Some(p) = value.problems().into_iter().next() {
@@ -77,6 +78,20 @@ pub fn parse<T: Config>(text: &str, file: &str) -> Result<T, ConfigError> {
         });
     }
     Ok(value)
+}
+
+/// `line L, column C: reason` of a toml error, without quoting the line.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {reason}")
+        }
+        None => reason.to_string(),
+    }
 }
 
 /// 1-based line of the dotted `field` in `text`: its nearest present parent

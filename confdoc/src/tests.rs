@@ -86,6 +86,14 @@ fn lines_fall_back_to_the_nearest_parent() {
 }
 
 #[test]
+fn a_syntax_error_never_quotes_the_line() {
+    let text = "name = \"x\"\npassphrase = \"hunter2-secret\"\n";
+    let e = parse::<Sample>(text, "s.toml").unwrap_err().to_string();
+    assert!(e.contains("line 2, column 1") && e.contains("passphrase"), "{e}");
+    assert!(!e.contains("hunter2"), "the secret was quoted: {e}");
+}
+
+#[test]
 fn syntax_errors_carry_toml_s_line() {
     let e = parse::<Sample>("name = \"x\"\ncolour = 1\n", "s.toml").unwrap_err();
     let text = e.to_string();

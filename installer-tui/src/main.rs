@@ -2,7 +2,7 @@
 //! unattended install. Argument parsing, terminal handling and printing
 //! only; the work is in the library.
 
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -142,13 +142,8 @@ fn pbkdf(cli: &Cli, machine: &MachineData) -> partitioner::luks::Pbkdf {
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .with_context(|| format!("reading the {what} from {}", path.display()))?;
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-    }
+    let buf =
+        partitioner::secret::read_secret(path).with_context(|| format!("reading the {what}"))?;
     if buf.is_empty() {
         bail!("{} is empty: give a {what}", path.display());
     }

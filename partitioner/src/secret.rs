@@ -14,11 +14,75 @@ use crate::refuse::Refusal;
 pub enum PassphraseError {
     #[error(transparent)]
     Refused(#[from] Refusal),
-    #[error("reading the passphrase from {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("reading the passphrase from {what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+}
+
+/// A secret file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("reading {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
+    #[error("{path} is not a regular file; give the file that holds the secret")]
+    NotAFile { path: String },
+    #[error("{path} is longer than {MAX_SECRET} bytes: is it the right file?")]
+    TooLong { path: String },
+}
+
+/// The longest secret a file may hold (cryptsetup's own passphrase limit
+/// is 512 characters; this leaves room and keeps one allocation).
+pub const MAX_SECRET: usize = 4096;
+
+/// The one reader of secret files for every program: `-` is stdin; a file
+/// must be a regular file (a directory, FIFO or device is refused before
+/// anything blocks on it); one trailing `\n` or `\r\n` is dropped (a file
+/// written on Windows gives the same secret). The buffer is allocated once,
+/// so reading leaves no copies behind; it is zeroized on drop.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, SecretFileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || {
+        if path == Path::new("-") {
+            "stdin".to_string()
+        } else {
+            path.display().to_string()
+        }
+    };
+    let io = |cause| SecretFileError::Io {
+        path: shown(),
+        cause,
+    };
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET + 1));
+    let limit = (MAX_SECRET + 1) as u64;
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
+    } else {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?;
+        if !f.metadata().map_err(io)?.is_file() {
+            return Err(SecretFileError::NotAFile { path: shown() });
+        }
+        f.take(limit).read_to_end(&mut buf).map_err(io)?;
+    }
+    if buf.len() > MAX_SECRET {
+        return Err(SecretFileError::TooLong { path: shown() });
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    Ok(buf)
 }
 
 /// A passphrase; `Debug` shows `[REDACTED]`.
@@ -54,25 +118,7 @@ impl Passphrase {
 
     /// From a file (`-` = stdin): its content without one trailing newline.
     pub fn from_file(path: &Path) -> Result<Self, PassphraseError> {
-        let mut buf = Zeroizing::new(Vec::new());
-        let what = if path == Path::new("-") {
-            "stdin".to_string()
-        } else {
-            path.display().to_string()
-        };
-        let res = if path == Path::new("-") {
-            std::io::stdin().lock().read_to_end(&mut buf)
-        } else {
-            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf))
-        };
-        res.map_err(|source| PassphraseError::Io { what, source })?;
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-        }
-        Ok(Self::new(buf)?)
+        Ok(Self::new(read_secret(path)?)?)
     }
 
     /// Asks once on the terminal, without echo (to unlock, not to set).
@@ -81,7 +127,7 @@ impl Passphrase {
             rpassword::prompt_password(format!("Passphrase for {disk}: ")).map_err(|source| {
                 PassphraseError::Io {
                     what: "the terminal".into(),
-                    source,
+                    cause: source,
                 }
             })?;
         Ok(Self::new(Zeroizing::new(s.into_bytes()))?)
@@ -92,9 +138,9 @@ impl Passphrase {
         let ask = |prompt: &str| {
             rpassword::prompt_password(prompt)
                 .map(|s| Zeroizing::new(s.into_bytes()))
-                .map_err(|source| PassphraseError::Io {
+                .map_err(|cause| PassphraseError::Io {
                     what: "the terminal".into(),
-                    source,
+                    cause,
                 })
         };
         let a = ask(&format!("Passphrase for the encrypted disk {disk}: "))?;
@@ -147,6 +193,38 @@ mod tests {
         assert!(matches!(
             Passphrase::from_file(&f),
             Err(PassphraseError::Refused(Refusal::EmptyPassphrase))
+        ));
+    }
+
+    #[test]
+    fn a_windows_file_gives_the_same_secret_and_odd_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\r\n").unwrap();
+        assert_eq!(*read_secret(&f).unwrap(), b"s3cret");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(*read_secret(&f).unwrap(), b"s3cret");
+        std::fs::write(&f, vec![b'a'; MAX_SECRET + 1]).unwrap();
+        assert!(matches!(
+            read_secret(&f),
+            Err(SecretFileError::TooLong { .. })
+        ));
+        assert!(matches!(
+            read_secret(dir.path()),
+            Err(SecretFileError::NotAFile { .. })
+        ));
+        // A FIFO with no writer is refused at once instead of blocking.
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(matches!(
+            read_secret(&fifo),
+            Err(SecretFileError::NotAFile { .. })
         ));
     }
 }

@@ -430,11 +430,21 @@ pub fn find_answers(cmdline: &str, medium: &std::path::Path) -> Option<PathBuf> 
 
 /// The secrets of an install, kept apart from the answers: zeroized on drop,
 /// `Debug` prints `[REDACTED]`.
-#[derive(Debug)]
 pub struct Secrets {
     pub passphrase: Passphrase,
     /// The dom0 user's password, already hashed (yescrypt) for /etc/shadow.
     pub password_hash: String,
+}
+
+/// Neither the passphrase nor the password's hash (which an attacker could
+/// crack offline) is ever printed.
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("passphrase", &"[REDACTED]")
+            .field("password_hash", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// A password that cannot be hashed.

@@ -116,6 +116,7 @@ fn the_whole_wizard_produces_the_answers_and_secrets() {
     let h = &secrets.password_hash;
     assert!(h.starts_with("$y$") && xcrypt::crypt(PASSWORD, h).unwrap() == *h);
     assert!(!format!("{secrets:?}").contains(PASSPHRASE));
+    assert!(!format!("{secrets:?}").contains(&secrets.password_hash[4..]));
 }
 
 #[test]

@@ -89,7 +89,10 @@ fn lines_fall_back_to_the_nearest_parent() {
 fn a_syntax_error_never_quotes_the_line() {
     let text = "name = \"x\"\npassphrase = \"hunter2-secret\"\n";
     let e = parse::<Sample>(text, "s.toml").unwrap_err().to_string();
-    assert!(e.contains("line 2, column 1") && e.contains("passphrase"), "{e}");
+    assert!(
+        e.contains("line 2, column 1") && e.contains("passphrase"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2"), "the secret was quoted: {e}");
 }
 

@@ -203,6 +203,14 @@ impl Settings {
                 ),
             ));
         }
+        for (key, name) in [
+            ("pool.name", &self.pool.name),
+            ("pool.volume_group", &self.pool.volume_group),
+        ] {
+            if let Err(m) = check_lvm_name(name) {
+                out.push(problem(key, m));
+            }
+        }
         for (i, t) in self.templates.iter().enumerate() {
             if let Err(m) = crate::model::check_name(&t.name) {
                 out.push(problem(format!("templates[{i}].name"), m));
@@ -241,6 +249,26 @@ impl Settings {
             }
         }
         out
+    }
+}
+
+/// An LVM volume group or volume name (lvm(8) "VALID NAMES"): it reaches
+/// lvm's command line, so it may never look like an option.
+fn check_lvm_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 127
+        && !name.starts_with('-')
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not an LVM name: use letters, digits and + _ . -, not starting with -"
+        ))
     }
 }
 
@@ -287,6 +315,24 @@ mod tests {
         assert!(e.to_string().contains("percent_free"), "{e}");
         let e = Settings::from_toml("default_template = \"nope\"\n", p).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn pool_and_volume_group_names_cannot_be_options() {
+        for bad in ["--help", "-x", "a b", "", "..", "vg/lv"] {
+            let text = format!("[pool]\nvolume_group = {bad:?}\n");
+            let e = Settings::from_toml(&text, Path::new("f.toml")).unwrap_err();
+            assert!(e.to_string().contains("pool.volume_group"), "{bad}: {e}");
+        }
+        let e = Settings::from_toml("[pool]\nname = \"-rf\"\n", Path::new("f.toml")).unwrap_err();
+        assert!(e.to_string().contains("pool.name"), "{e}");
+        assert!(
+            Settings::from_toml(
+                "[pool]\nvolume_group = \"qubes_dom0\"\nname = \"vm-pool\"\n",
+                Path::new("f.toml")
+            )
+            .is_ok()
+        );
     }
 
     #[test]

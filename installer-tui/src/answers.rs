@@ -345,10 +345,15 @@ impl Answers {
         if let Err(m) = check_user_name(&self.user.name) {
             out.push(problem("user.name", m));
         }
-        if self.user.full_name.contains([':', '\n']) {
+        if self
+            .user
+            .full_name
+            .chars()
+            .any(|c| c == ':' || c.is_control())
+        {
             out.push(problem(
                 "user.full_name",
-                "must not contain ':' or a newline",
+                "must not contain ':', a newline or another control character",
             ));
         }
         if let Some(p) = &self.user.password_file
@@ -638,6 +643,14 @@ accept_warnings = ["iommu"]
             ),
             (
                 GOOD.replace("name = \"alice\"", "name = \"alice\"\nfull_name = \"a:b\""),
+                "user.full_name",
+                12,
+            ),
+            (
+                GOOD.replace(
+                    "name = \"alice\"",
+                    "name = \"alice\"\nfull_name = \"a\\u001bb\\u0000\"",
+                ),
                 "user.full_name",
                 12,
             ),

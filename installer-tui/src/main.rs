@@ -253,6 +253,14 @@ fn interactive(cli: &Cli, machine: MachineData, dry_run: bool) -> Result<ExitCod
     state.log_path = launch::log_path().display().to_string();
     enable_raw_mode().context("switching the terminal to raw mode")?;
     io::stdout().execute(EnterAlternateScreen)?;
+    // A panic must not leave the console raw and on the alternate screen:
+    // restore it first, then report as usual.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        disable_raw_mode().ok();
+        io::stdout().execute(LeaveAlternateScreen).ok();
+        report(info);
+    }));
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     let res = event_loop(cli, &mut term, &mut state);
     disable_raw_mode().ok();

@@ -140,7 +140,7 @@ echo BH-DONE
         "{log}"
     );
     assert!(
-        log.contains("unpacked /payload.squashfs (20 of 20 inodes named)"),
+        log.contains("unpacked /payload.squashfs (21 of 21 inodes named)"),
         "{log}"
     );
     assert!(log.contains("[Payload] 100% copied"), "{log}");

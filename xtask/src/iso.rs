@@ -218,8 +218,9 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
     let base = root.join("target/repro");
     let _ = std::fs::remove_dir_all(&base);
     let (a, b) = (base.join("a"), base.join("b"));
-    std::fs::create_dir_all(&a)?;
-    std::fs::create_dir_all(&b)?;
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     let exe = std::env::current_exe()?;
     // Build B runs as another user, who may not reach rustup's toolchain.
     let rustc = toolchain()?;
@@ -252,13 +253,16 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8"))?;
 
-    let other_user = other_user_for(&cache);
+    let mut needed: Vec<PathBuf> = vec![exe.clone(), lock.clone(), cache.join("sha256")];
+    needed.push(recipe_paths(root).0);
+    needed.extend(bins.iter().cloned());
+    let other_user = other_user_for(&needed, &b);
     eprintln!(
         "==> build B in {} (TZ=Pacific/Kiritimati, umask 077, LANG=de_DE.UTF-8, clock +3 days{})",
         b.display(),
         match &other_user {
             Some(u) => format!(", uid {u}"),
-            None => ", USER/HOME changed (cache not readable by another user)".into(),
+            None => ", USER/HOME changed: another user cannot reach the checkout, the programs or the cache (e.g. a checkout under /root)".into(),
         }
     );
     let mut cmd = Command::new("faketime");
@@ -273,7 +277,6 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
             "--clear-groups",
             "--",
         ]);
-        let _ = Command::new("chown").arg("-R").arg(u).arg(&b).status();
     }
     cmd.args(["sh", "-c", "umask 077; exec \"$@\"", "sh"])
         .arg(&exe)
@@ -323,7 +326,11 @@ pub fn repro(root: &Path, lock: &Path) -> Result<()> {
 }
 
 /// When we are root: `nobody`'s uid, if it can read the cache.
-fn other_user_for(cache: &Path) -> Option<String> {
+/// The uid build B runs as: nobody (65534 on Debian) when this runs as
+/// root and nobody can read every path in `needed` and write `out` (which
+/// is handed to it first); `None` otherwise, and B then differs from A in
+/// USER and HOME only.
+fn other_user_for(needed: &[PathBuf], out: &Path) -> Option<String> {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -331,7 +338,12 @@ fn other_user_for(cache: &Path) -> Option<String> {
     if !root {
         return None;
     }
-    let readable = Command::new("setpriv")
+    let _ = Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(out)
+        .status();
+    let reachable = Command::new("setpriv")
         .args([
             "--reuid",
             "nobody",
@@ -339,20 +351,26 @@ fn other_user_for(cache: &Path) -> Option<String> {
             "nogroup",
             "--clear-groups",
             "--",
+            "sh",
+            "-c",
+            "w=$1; shift; test -w \"$w\" || exit 1; for p; do test -r \"$p\" || exit 1; done",
+            "sh",
         ])
-        .args(["test", "-r"])
-        .arg(cache.join("sha256"))
+        .arg(out)
+        .args(needed)
         .status()
         .is_ok_and(|s| s.success());
-    // 65534 is nobody/nogroup on Debian.
-    readable.then(|| "65534".to_string())
+    if !reachable {
+        let _ = Command::new("chown").arg("-R").arg("0:0").arg(out).status();
+    }
+    reachable.then(|| "65534".to_string())
 }
 
 /// Names the first differing file (extracting both images with xorriso) and
 /// runs diffoscope when it is installed.
 fn explain_difference(a: &Path, b: &Path) -> Result<()> {
-    let x = std::fs::read(a)?;
-    let y = std::fs::read(b)?;
+    let x = std::fs::read(a).with_context(|| format!("reading {}", a.display()))?;
+    let y = std::fs::read(b).with_context(|| format!("reading {}", b.display()))?;
     if let Some(off) = x.iter().zip(&y).position(|(p, q)| p != q) {
         eprintln!(
             "first differing byte at offset {off} (sector {})",

@@ -125,7 +125,8 @@ impl LockArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root()?;
-    std::env::set_current_dir(&root)?;
+    std::env::set_current_dir(&root)
+        .with_context(|| format!("entering the workspace {}", root.display()))?;
     match cli.cmd {
         Cmd::Test { no_guest, package } => test(&root, no_guest, &package),
         Cmd::PinKernel => pin_kernel(),
@@ -291,7 +292,10 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         eprintln!("==> {name}");
         let t = Instant::now();
-        f().with_context(|| format!("step failed: {name}"))?;
+        let r = f().with_context(|| format!("step failed: {name}"));
+        // Each step's time as it ends, so a failed run still shows them.
+        eprintln!("<== {name}: {:.1} s", t.elapsed().as_secs_f64());
+        r?;
         times.push((name.to_string(), t.elapsed()));
         Ok(())
     };
@@ -476,7 +480,9 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 /// The ISO `cargo xtask iso` writes.
 fn default_iso(root: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string(root.join("iso.toml"))?;
+    let path = root.join("iso.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let recipe = iso_builder::recipe::Recipe::parse(&text, "iso.toml")?;
     Ok(root.join("out").join(recipe.iso_name()))
 }

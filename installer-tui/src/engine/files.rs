@@ -122,10 +122,10 @@ fn add_to_group(root: &Path, group: &str, user: &str) -> Result<(), StageError> 
     )
 }
 
-/// The same membership in /etc/gshadow (`name:password:admins:members`),
-/// which Debian's tools keep beside /etc/group; a group it lacks gets a
-/// line with no password, as groupadd writes it.
-fn with_shadow_member(text: &str, group: &str, user: &str) -> String {
+/// `text`, a group-shaped file (four fields, members last: /etc/group and
+/// /etc/gshadow), with `user` among `group`'s members, and whether a line
+/// named `group`; every line ends in a newline.
+fn joined(text: &str, group: &str, user: &str) -> (String, bool) {
     let mut found = false;
     let mut out = String::new();
     for line in text.lines() {
@@ -142,6 +142,14 @@ fn with_shadow_member(text: &str, group: &str, user: &str) -> String {
             out.push('\n');
         }
     }
+    (out, found)
+}
+
+/// The same membership in /etc/gshadow, which Debian's tools keep beside
+/// /etc/group; a group it lacks gets a line with no password, as groupadd
+/// writes it.
+fn with_shadow_member(text: &str, group: &str, user: &str) -> String {
+    let (mut out, found) = joined(text, group, user);
     if !found {
         out.push_str(&format!("{group}:!::{user}\n"));
     }
@@ -149,29 +157,13 @@ fn with_shadow_member(text: &str, group: &str, user: &str) -> String {
 }
 
 fn with_member(text: &str, group: &str, user: &str) -> String {
-    let mut found = false;
-    let mut out = String::new();
-    let mut max_gid = 999;
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if let Some(g) = f.get(2).and_then(|g| g.parse::<u32>().ok())
-            && g < 60000
-        {
-            max_gid = max_gid.max(g);
-        }
-        if f.first() == Some(&group) && f.len() == 4 {
-            found = true;
-            let mut m: Vec<&str> = f[3].split(',').filter(|m| !m.is_empty()).collect();
-            if !m.contains(&user) {
-                m.push(user);
-            }
-            out.push_str(&format!("{}:{}:{}:{}\n", f[0], f[1], f[2], m.join(",")));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
+    let (mut out, found) = joined(text, group, user);
     if !found {
+        let max_gid = text
+            .lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse::<u32>().ok())
+            .filter(|g| *g < 60000)
+            .fold(999, u32::max);
         out.push_str(&format!("{group}:x:{}:{user}\n", max_gid + 1));
     }
     out

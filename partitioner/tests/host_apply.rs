@@ -81,6 +81,28 @@ fn disk_info(path: &str, size: u64) -> DiskInfo {
     }
 }
 
+/// `apply::run` without progress, neither restarting nor closing.
+fn run_quietly(
+    plan: &Plan,
+    target: &Path,
+    pass: &Passphrase,
+    stop_after: Option<Step>,
+) -> Result<apply::Outcome, apply::ApplyError> {
+    let mut noop = |_: &apply::Progress| {};
+    apply::run(
+        plan,
+        target,
+        pass,
+        Options {
+            pbkdf: TEST_PBKDF,
+            restart: false,
+            stop_after,
+            close: false,
+            progress: &mut noop,
+        },
+    )
+}
+
 fn pass(s: &str) -> Passphrase {
     Passphrase::new(Zeroizing::new(s.as_bytes().to_vec())).unwrap()
 }
@@ -271,18 +293,11 @@ fn apply_up_to_luks_on_a_loop_device_reads_back_with_real_tools() {
     assert_eq!(j.done, [0, 1, 2, 3, 4]);
     assert_eq!(j.plan, plan);
     let before = std::fs::read(part(3)).ok().map(|b| b.len());
-    let mut noop = |_: &apply::Progress| {};
-    let again = apply::run(
+    let again = run_quietly(
         &plan,
         Path::new(&lo.0),
         &pass("correct horse"),
-        Options {
-            pbkdf: TEST_PBKDF,
-            restart: false,
-            stop_after: Some(Step::Luks),
-            close: false,
-            progress: &mut noop,
-        },
+        Some(Step::Luks),
     )
     .unwrap();
     assert!(again.ran.is_empty(), "{:?}", again.ran);
@@ -304,20 +319,7 @@ fn a_plan_for_another_size_is_refused_before_any_write() {
         .set_len(33 * GIB)
         .unwrap();
     let plan = Plan::for_disk(&disk_info(&img.display().to_string(), 34 * GIB), 4 * GIB).unwrap();
-    let mut noop = |_: &apply::Progress| {};
-    let err = apply::run(
-        &plan,
-        &img,
-        &pass("x"),
-        Options {
-            pbkdf: TEST_PBKDF,
-            restart: false,
-            stop_after: None,
-            close: false,
-            progress: &mut noop,
-        },
-    )
-    .unwrap_err();
+    let err = run_quietly(&plan, &img, &pass("x"), None).unwrap_err();
     assert!(err.to_string().contains("changed since the plan"), "{err}");
     // Nothing was written: the sparse file has no data blocks.
     use std::os::unix::fs::MetadataExt;
@@ -353,20 +355,7 @@ fn a_planted_journal_with_another_plan_is_refused_before_any_write() {
         drop(f);
         use std::os::unix::fs::MetadataExt;
         let before = std::fs::metadata(&img).unwrap().blocks();
-        let mut noop = |_: &apply::Progress| {};
-        let err = apply::run(
-            &plan,
-            &img,
-            &pass("x"),
-            Options {
-                pbkdf: TEST_PBKDF,
-                restart: false,
-                stop_after: None,
-                close: false,
-                progress: &mut noop,
-            },
-        )
-        .unwrap_err();
+        let err = run_quietly(&plan, &img, &pass("x"), None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(says) && text.contains("--restart"), "{text}");
         // Only the planted journal is on the disk: no GPT was written.
@@ -383,20 +372,7 @@ fn image_file_steps_before_luks_work_without_a_loop_device() {
     let size = 32 * GIB + 7 * MIB;
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     let plan = Plan::for_disk(&disk_info(&img.display().to_string(), size), 2 * GIB).unwrap();
-    let mut noop = |_: &apply::Progress| {};
-    let out = apply::run(
-        &plan,
-        &img,
-        &pass("x"),
-        Options {
-            pbkdf: TEST_PBKDF,
-            restart: false,
-            stop_after: Some(Step::Boot),
-            close: false,
-            progress: &mut noop,
-        },
-    )
-    .unwrap();
+    let out = run_quietly(&plan, &img, &pass("x"), Some(Step::Boot)).unwrap();
     assert_eq!(out.ran.len(), 4);
     let (ok, v) = sh(Command::new("sgdisk").arg("-v").arg(&img));
     assert!(ok && v.contains("No problems found"), "{v}");
@@ -422,21 +398,9 @@ fn image_file_steps_before_luks_work_without_a_loop_device() {
     )));
     assert!(ok, "{o}");
     // The LUKS step needs a block device and says so, with the state.
-    let mut noop = |_: &apply::Progress| {};
-    let err = apply::run(
-        &plan,
-        &img,
-        &pass("x"),
-        Options {
-            pbkdf: TEST_PBKDF,
-            restart: false,
-            stop_after: None,
-            close: false,
-            progress: &mut noop,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run_quietly(&plan, &img, &pass("x"), None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("step luks failed") && err.contains("boot    done") && err.contains("Rerun"),
         "{err}"
@@ -454,38 +418,12 @@ fn resumes_after_every_step_boundary() {
         std::fs::File::create(&img).unwrap().set_len(size).unwrap();
         let lo = Loop::attach(&img);
         let plan = Plan::for_disk(&disk_info(&lo.0, size), 8 * GIB).unwrap();
-        let mut noop = |_: &apply::Progress| {};
-        let first = apply::run(
-            &plan,
-            Path::new(&lo.0),
-            &pass("pw"),
-            Options {
-                pbkdf: TEST_PBKDF,
-                restart: false,
-                stop_after: Some(stop),
-                close: false,
-                progress: &mut noop,
-            },
-        )
-        .unwrap();
+        let first = run_quietly(&plan, Path::new(&lo.0), &pass("pw"), Some(stop)).unwrap();
         assert_eq!(*first.ran.last().unwrap(), stop);
         // A fresh plan (new GUIDs) is handed in, as a rerun of the CLI does
         // without --plan; the journal's plan wins.
         let other = Plan::for_disk(&disk_info(&lo.0, size), 8 * GIB).unwrap();
-        let mut noop = |_: &apply::Progress| {};
-        let second = apply::run(
-            &other,
-            Path::new(&lo.0),
-            &pass("pw"),
-            Options {
-                pbkdf: TEST_PBKDF,
-                restart: false,
-                stop_after: Some(Step::Luks),
-                close: false,
-                progress: &mut noop,
-            },
-        )
-        .unwrap();
+        let second = run_quietly(&other, Path::new(&lo.0), &pass("pw"), Some(Step::Luks)).unwrap();
         assert!(second.resumed, "{stop:?}");
         assert_eq!(second.plan, plan);
         assert_eq!(

@@ -11,10 +11,11 @@ use partitioner::{Plan, Refusal};
 use zeroize::Zeroizing;
 
 use crate::answers::{
-    Answers, DiskAnswers, HardwareAnswers, KEYBOARDS, LANGUAGES, QubesAnswers, Secrets,
-    SystemAnswers, TIMEZONES, UserAnswers, check_hostname, check_user_name, hash_password,
+    Answers, DiskAnswers, HardwareAnswers, KEYBOARDS, LANGUAGES, QubesAnswers, SystemAnswers,
+    TIMEZONES, UserAnswers, check_hostname, check_user_name,
 };
 use crate::engine::{Event, MachineData, Stage, needs_consent};
+use crate::secrets::{Secrets, hash_password};
 use hcl_check::Status;
 
 /// The screens, in the order the person meets them.

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use partitioner::Plan;
 
-use crate::answers::{Answers, Secrets};
+use crate::answers::Answers;
 use crate::engine::{self, Event, InstallError, Log, MachineData, Payload, Stage, Target};
+use crate::secrets::Secrets;
 
 /// Where the lock that keeps two installers (the live system runs one on
 /// each console) from installing at once lives.

@@ -19,10 +19,11 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use zeroize::Zeroizing;
 
-use installer_tui::answers::{Answers, Secrets, find_answers, hash_password, reference_markdown};
+use installer_tui::answers::{Answers, find_answers, reference_markdown};
 use installer_tui::app::{self, Command, Msg, State};
 use installer_tui::engine::{self, DiskTarget, MachineData, Payload};
 use installer_tui::launch::{self, Install, LOCK_PATH, Mode, Outcome, launch};
+use installer_tui::secrets::{Secrets, hash_password};
 use partitioner::secret::Passphrase;
 
 #[derive(Parser)]

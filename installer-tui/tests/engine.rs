@@ -12,11 +12,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use installer_tui::answers::Secrets;
 use installer_tui::engine::{
     self, Event, InstallError, Log, Payload, Stage, StageError, Target, TargetFacts,
     overall_percent,
 };
+use installer_tui::secrets::Secrets;
 use partitioner::Plan;
 
 /// A target that is a plain directory: `prepare` only creates it.

@@ -16,7 +16,8 @@ use super::files::{self, Entry};
 use super::progress::Stage;
 use super::run::Emitter;
 use super::target::TargetFacts;
-use crate::answers::{Answers, Secrets};
+use crate::answers::Answers;
+use crate::secrets::Secrets;
 
 /// The dom0 user's groups besides its own: Debian's `sudo` (sudoers lets
 /// it administer dom0) and `qubes` (Qubes' group for the qubes' files).

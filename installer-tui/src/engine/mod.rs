@@ -37,7 +37,8 @@ pub use payload::{Payload, copy_payload, install_template};
 pub use progress::{Event, LOG_PATH, Log, STAGES, Stage, eta, overall_percent};
 pub use target::{DiskTarget, Target, TargetFacts, serial_console};
 
-use crate::answers::{Answers, Secrets};
+use crate::answers::Answers;
+use crate::secrets::Secrets;
 use run::Run;
 
 /// Runs one install. `events` receives progress; nothing is written before

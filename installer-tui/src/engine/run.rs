@@ -10,7 +10,7 @@ use super::error::{At, InstallError};
 use super::files::{self, Entry};
 use super::progress::{Event, LOG_PATH, Log, Stage, eta, overall_percent};
 use super::target::Target;
-use crate::answers::Secrets;
+use crate::secrets::Secrets;
 
 /// Logs and reports progress: each event's message is also a log line.
 pub struct Emitter<'a> {

@@ -13,7 +13,7 @@ use partitioner::plan::Role;
 use super::error::StageError;
 use super::progress::Log;
 use super::tool;
-use crate::answers::Secrets;
+use crate::secrets::Secrets;
 
 /// The disk and the mounted target, as the engine uses them.
 pub trait Target {

@@ -11,8 +11,9 @@ use hcl_check::Status;
 use partitioner::present::human_size;
 
 use super::{HL, bold, boxed, status_span};
-use crate::answers::{KEYBOARDS, LANGUAGES, TIMEZONES, strength};
+use crate::answers::{KEYBOARDS, LANGUAGES, TIMEZONES};
 use crate::app::State;
+use crate::secrets::strength;
 
 pub(super) fn welcome(s: &State, f: &mut Frame, a: Rect) {
     let t = vec![

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use installer_tui::answers::{Answers, Secrets, hash_password};
+use installer_tui::answers::Answers;
 use installer_tui::engine::MachineData;
+use installer_tui::secrets::{Secrets, hash_password};
 use partitioner::secret::Passphrase;
 use zeroize::Zeroizing;
 

@@ -2,11 +2,15 @@
 //!
 //! Qubes itself renders a libvirt XML (templates/libvirt/xen.xml) at start
 //! time; Bulkhead starts qubes with `xl create`, so it writes the equivalent
-//! xl config once at creation: the same kernel command line
-//! (qubes/config.py `kernelopts_common` + `kernelopts`), the running volume
-//! of each disk as lvm.py names it (xvda root, xvdb private, xvdc volatile,
-//! xvdd the kernel's modules image), a routed vif to the netvm with Qubes'
-//! addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
+//! xl config once at creation: Qubes' kernel command line
+//! (qubes/config.py `kernelopts_common` + `kernelopts`) with two changes,
+//! the root is the root volume itself (`root=/dev/xvda`: Qubes' own VM
+//! initramfs makes /dev/mapper/dmroot, ours, iso-builder's vmkit, mounts
+//! xvda) and the hostname is the qube's name (`systemd.hostname=`, which
+//! Qubes sets through qubesdb); the running volume of each disk as lvm.py
+//! names it (xvda root, xvdb private, xvdc volatile; no xvdd, since the
+//! kernel is the template's own and its modules are in the root, see
+//! vmkit), a routed vif to the netvm with Qubes' addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
 //! 00:16:3e:5e:6c:QID) and PCI passthrough for sys-net and sys-usb, whose
 //! HVM device model runs in a stub domain as in Qubes.
 
@@ -14,8 +18,8 @@ use std::fmt::Write as _;
 
 use crate::model::{Class, DEFAULT_MAXMEM, DEFAULT_MEMORY, DEFAULT_VCPUS, VirtMode, VolumeConfig};
 
-/// Qubes' `kernelopts_common` (qubes/config.py).
-const KERNELOPTS_COMMON: &str = "root=/dev/mapper/dmroot ro nomodeset console=hvc0 rd_NO_PLYMOUTH rd.plymouth.enable=0 plymouth.enable=0 xen_privcmd.unrestricted";
+/// Qubes' `kernelopts_common` (qubes/config.py), with the root on xvda.
+const KERNELOPTS_COMMON: &str = "root=/dev/xvda ro nomodeset console=hvc0 rd_NO_PLYMOUTH rd.plymouth.enable=0 plymouth.enable=0 xen_privcmd.unrestricted";
 
 /// What the config is made from.
 pub struct XlInput<'a> {
@@ -76,9 +80,12 @@ pub fn render(x: &XlInput<'_>) -> String {
         let _ = writeln!(s, "kernel = {}", q(&format!("{dir}/vmlinuz")));
         let _ = writeln!(s, "ramdisk = {}", q(&format!("{dir}/initramfs")));
         let extra = if x.pci.is_empty() {
-            format!("{KERNELOPTS_COMMON} swiotlb=2048")
+            format!(
+                "{KERNELOPTS_COMMON} swiotlb=2048 systemd.hostname={}",
+                x.name
+            )
         } else {
-            KERNELOPTS_COMMON.to_string()
+            format!("{KERNELOPTS_COMMON} systemd.hostname={}", x.name)
         };
         let _ = writeln!(s, "extra = {}", q(&extra));
     }
@@ -89,20 +96,16 @@ pub fn render(x: &XlInput<'_>) -> String {
     }
     let mut disks = Vec::new();
     for v in x.volumes {
-        let (vdev, target, rw) = match v.name {
-            "root" => ("xvda", format!("/dev/{}", v.running_vid()), true),
-            "private" => ("xvdb", format!("/dev/{}", v.running_vid()), true),
-            "volatile" => ("xvdc", format!("/dev/{}", v.running_vid()), true),
-            "kernel" => (
-                "xvdd",
-                format!("{}/{}/modules.img", names::VM_KERNELS_ABS, v.vid),
-                false,
-            ),
+        let vdev = match v.name {
+            "root" => "xvda",
+            "private" => "xvdb",
+            "volatile" => "xvdc",
+            // the kernel volume (pool linux-kernel) has no modules.img
             _ => continue,
         };
         disks.push(format!(
-            "format=raw, vdev={vdev}, access={}, target={target}",
-            if rw { "rw" } else { "ro" }
+            "format=raw, vdev={vdev}, access=rw, target=/dev/{}",
+            v.running_vid()
         ));
     }
     list(&mut s, "disk", &disks);

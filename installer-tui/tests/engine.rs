@@ -431,6 +431,10 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
     let tsrc = tmp.path().join("template");
     for (rel, text) in [
         ("etc/hostname", "template\n"),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+        ("etc/shadow", "root:*:20000:0:99999:7:::\n"),
+        ("etc/group", "root:x:0:\nsudo:x:27:\n"),
+        ("etc/gshadow", "root:*::\nsudo:*::\n"),
         ("boot/vmlinuz-6.1.0-10-amd64", "vm kernel"),
         ("usr/sbin/init", "#!/bin/sh\n"),
     ] {
@@ -438,8 +442,15 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
     }
-    let img = tmp.path().join("template.squashfs");
+    let medium = tmp.path().join("medium");
+    let img = medium.join("template.squashfs");
+    fs::create_dir_all(&medium).unwrap();
     squash(&tsrc, &img);
+    // the boot kit iso-builder puts beside the template
+    let kit = medium.join("vm-kernels/6.1.0-10-amd64");
+    fs::create_dir_all(&kit).unwrap();
+    fs::write(kit.join("vmlinuz"), "vm kernel").unwrap();
+    fs::write(kit.join("initramfs"), "vm initramfs").unwrap();
     let root = tmp.path().join("t");
     let mut t = DirTarget::new(&root);
     let mut events = Vec::new();
@@ -472,10 +483,53 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "template\n");
-    assert_eq!(
-        fs::read_to_string(root.join("var/lib/qubes/vm-kernels/6.1.0-10-amd64/vmlinuz")).unwrap(),
-        "vm kernel"
+    let inside = |path: &str| {
+        let o = std::process::Command::new("debugfs")
+            .args(["-R", &format!("cat {path}")])
+            .arg(&ext4)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // the dom0 user's qube account: no password, sudo without one
+    assert!(
+        inside("/etc/passwd").contains("\nalice:x:1000:1000:"),
+        "{}",
+        inside("/etc/passwd")
     );
+    assert!(
+        inside("/etc/shadow").contains("\nalice::"),
+        "{}",
+        inside("/etc/shadow")
+    );
+    assert!(
+        inside("/etc/group").contains("sudo:x:27:alice\n"),
+        "{}",
+        inside("/etc/group")
+    );
+    assert!(
+        inside("/etc/gshadow").contains("\nalice:!::"),
+        "{}",
+        inside("/etc/gshadow")
+    );
+    assert!(
+        inside("/etc/sudoers.d/bulkhead-qube-user").contains("alice ALL=(ALL:ALL) NOPASSWD: ALL"),
+        "{}",
+        inside("/etc/sudoers.d/bulkhead-qube-user")
+    );
+    let visudo = std::process::Command::new("debugfs")
+        .args(["-R", "stat /etc/sudoers.d/bulkhead-qube-user"])
+        .arg(&ext4)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&visudo.stdout).contains("Mode:  0440"));
+    // every file the xl configs name for the kernel is installed
+    for f in ["vmlinuz", "initramfs"] {
+        assert_eq!(
+            fs::read(root.join("var/lib/qubes/vm-kernels/6.1.0-10-amd64").join(f)).unwrap(),
+            fs::read(kit.join(f)).unwrap()
+        );
+    }
     assert!(!root.join("var/tmp/bulkhead-template").exists());
     let s = firstboot::settings::Settings::load(&root).unwrap();
     assert_eq!(s.templates.len(), 1);
@@ -488,6 +542,38 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
     assert_eq!(
         firstboot::facts::Facts::probe(&root).kernel.as_deref(),
         Some("6.1.0-10-amd64")
+    );
+}
+
+#[test]
+fn a_medium_without_the_qubes_boot_kit_is_refused_before_the_template_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("payload");
+    fake_payload(&src);
+    let tsrc = tmp.path().join("template");
+    fs::create_dir_all(tsrc.join("etc")).unwrap();
+    fs::write(tsrc.join("etc/hostname"), "template\n").unwrap();
+    let img = tmp.path().join("template.squashfs");
+    squash(&tsrc, &img);
+    let root = tmp.path().join("t");
+    let mut t = DirTarget::new(&root);
+    let (e, _) = engine::install(
+        &answers(""),
+        &secrets(),
+        &machine("laptop"),
+        &Payload::Dir(src),
+        Some(&img),
+        &mut t,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("has no boot kit for the qubes"), "{msg}");
+    assert!(msg.contains("cargo xtask iso"), "{msg}");
+    assert!(
+        !root
+            .join("usr/share/bulkhead/templates/debian-12.img")
+            .exists()
     );
 }
 

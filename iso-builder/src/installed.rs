@@ -1,7 +1,8 @@
 //! What the pipeline adds to the trees of the installed system: the dom0
 //! payload gets firstboot with its unit enabled, GRUB's Xen command line for
-//! later `update-grub` runs, and no network; the qube template gets the
-//! fstab of a qube's root volume. No Debian package carries these.
+//! later `update-grub` runs, and no network; the qube template gets a
+//! qube's volume layout (fstab and its home unit, files in
+//! `iso-builder/template/`). No Debian package carries these.
 
 use crate::rootfs::Extra;
 
@@ -54,15 +55,24 @@ pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
     v
 }
 
-/// The files added to the `template` tree: a qube's root volume is its
-/// first Xen disk.
+/// The files added to the `template` tree: a qube's volumes in its fstab
+/// (root, private on /rw with /home on it, volatile as swap) and the unit
+/// that puts the homes on the private volume. The template's systemd does
+/// the rest: `x-systemd.makefs` gives a blank private volume its file
+/// system and the fresh volatile its swap signature.
 pub fn template_files() -> Vec<Extra> {
-    vec![Extra::file(
-        "etc/fstab",
-        "# A qube's root volume (Bulkhead template).\n/dev/xvda / ext4 defaults,discard 0 1\n",
-        0o644,
-    )]
+    vec![
+        Extra::file("etc/fstab", QUBE_FSTAB, 0o644),
+        Extra::file(QUBE_HOME_UNIT, QUBE_HOME_UNIT_TEXT, 0o644),
+        Extra::file(QUBE_HOME_SCRIPT, QUBE_HOME_SCRIPT_TEXT, 0o755),
+    ]
 }
+
+const QUBE_FSTAB: &str = include_str!("../template/fstab");
+pub const QUBE_HOME_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube-home.service";
+const QUBE_HOME_UNIT_TEXT: &str = include_str!("../template/bulkhead-qube-home.service");
+pub const QUBE_HOME_SCRIPT: &str = "usr/lib/bulkhead/qube-home";
+const QUBE_HOME_SCRIPT_TEXT: &str = include_str!("../template/qube-home");
 
 /// Paths the payload must hold (`*` matches within one path component):
 /// Xen, the dom0 kernel, the toolstack, LVM thin provisioning, LUKS unlock
@@ -82,6 +92,8 @@ pub const PAYLOAD_REQUIRED: &[&str] = &[
     "usr/bin/efibootmgr",
     "usr/lib/systemd/systemd",
     "usr/sbin/init",
+    // oxenstored does not start without it
+    "var/log/xen",
     FIRSTBOOT_BIN,
     FIRSTBOOT_UNIT,
 ];
@@ -110,7 +122,12 @@ pub const TEMPLATE_REQUIRED: &[&str] = &[
     "usr/sbin/nft",
     "usr/bin/ip",
     "usr/bin/ping",
+    "usr/sbin/mkfs.ext4",
+    "usr/sbin/mkswap",
+    "usr/bin/getent",
     "etc/fstab",
+    QUBE_HOME_UNIT,
+    QUBE_HOME_SCRIPT,
 ];
 
 /// Whether `path` matches `pattern`, where `*` stands for any run of

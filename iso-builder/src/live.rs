@@ -4,11 +4,9 @@
 //! root read-only under a tmpfs overlay and hands over to it. When the medium
 //! cannot be found it says which devices it tried instead of hanging.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cpio::{Archive, CpioError};
-use crate::kmod::{self, KmodError};
+use crate::initramfs::Initramfs;
 
 /// Modules the live init loads to see its medium.
 pub const MODULES: &[&str] = &[
@@ -42,17 +40,8 @@ pub const MODULES: &[&str] = &[
 pub const ID_FILE: &str = "bulkhead/medium.id";
 pub const LIVE_IMAGE: &str = "live/live.squashfs";
 
-#[derive(Debug, thiserror::Error)]
-pub enum LiveError {
-    #[error(transparent)]
-    Kmod(#[from] KmodError),
-    #[error(transparent)]
-    Cpio(#[from] CpioError),
-    #[error(transparent)]
-    Io(#[from] sysutil::IoError),
-    #[error("{0}")]
-    Missing(String),
-}
+/// The live initramfs' errors are those of any initramfs.
+pub use crate::initramfs::InitramfsError as LiveError;
 
 /// The init script; `@ID@` is replaced by the medium's identity.
 const INIT: &str = r#"#!/bin/sh
@@ -296,114 +285,20 @@ pub struct LiveInitramfs {
 impl LiveInitramfs {
     /// Writes the uncompressed cpio archive to `dest`.
     pub fn write_cpio(&self, dest: &Path) -> Result<(), LiveError> {
-        if !self.busybox.is_file() {
-            return Err(LiveError::Missing(format!(
-                "busybox not found at {}",
-                self.busybox.display()
-            )));
-        }
-        let staging = tempfile::tempdir().map_err(|source| {
-            LiveError::Io(sysutil::IoError::new(
-                "creating a staging directory",
-                std::env::temp_dir(),
-                source,
-            ))
-        })?;
-        let modules_dir = self.kernel_root.join("lib/modules").join(&self.release);
-        if !modules_dir.join("modules.dep").is_file() {
-            kmod::depmod(&self.kernel_root, &self.release)?;
-        }
-        let set = kmod::select(&modules_dir, MODULES, &[])?;
-        kmod::stage(&modules_dir, &self.release, &set, staging.path())?;
-
-        let mut a = Archive::new();
-        for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")] {
-            a.symlink(link, target)?;
-        }
-        for d in [
-            "proc",
-            "sys",
-            "dev",
-            "run",
-            "tmp",
-            "etc/bulkhead",
-            "usr/sbin",
-        ] {
-            a.dir(d, 0o755)?;
-        }
-        a.char_dev("dev/console", 0o600, 5, 1)?;
-        a.char_dev("dev/null", 0o666, 1, 3)?;
-        a.file_from_host("usr/bin/busybox", &self.busybox, 0o755)?;
-        for applet in [
-            "sh",
-            "mount",
-            "umount",
-            "modprobe",
-            "insmod",
-            "sleep",
-            "cat",
-            "mkdir",
-            "echo",
-            "switch_root",
-            "poweroff",
-            "sync",
-            "ls",
-            "blkid",
-            "dmesg",
-            "setsid",
-            "cttyhack",
-            "grep",
-        ] {
-            let dir =
-                if ["modprobe", "insmod", "switch_root", "poweroff", "blkid"].contains(&applet) {
-                    "usr/sbin"
-                } else {
-                    "usr/bin"
-                };
-            a.symlink(&format!("{dir}/{applet}"), "../bin/busybox")?;
-        }
-        add_tree(&mut a, staging.path(), staging.path())?;
-        a.file_bytes("etc/bulkhead/modules", set.load.join("\n") + "\n", 0o644)?;
         let init = INIT
             .replace("@ID@", &self.medium_id)
             .replace("@ID_FILE@", ID_FILE)
             .replace("@LIVE@", LIVE_IMAGE)
             .replace("@LIVE_INIT@", LIVE_INIT_PATH);
-        a.file_bytes("init", init, 0o755)?;
-        let f = fs::File::create(dest).map_err(|source| {
-            LiveError::Io(sysutil::IoError::new(
-                "creating",
-                dest.to_path_buf(),
-                source,
-            ))
-        })?;
-        a.write_to(std::io::BufWriter::new(f), 0)?;
-        Ok(())
-    }
-}
-
-fn add_tree(a: &mut Archive, base: &Path, dir: &Path) -> Result<(), LiveError> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|source| {
-            LiveError::Io(sysutil::IoError::new("listing", dir.to_path_buf(), source))
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let rel = p
-            .strip_prefix(base)
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if p.is_dir() {
-            a.dir(&rel, 0o755)?;
-            add_tree(a, base, &p)?;
-        } else {
-            a.file_from_host(&rel, &p, 0o644)?;
+        Initramfs {
+            kernel_root: &self.kernel_root,
+            release: &self.release,
+            busybox: &self.busybox,
+            modules: MODULES,
+            init: &init,
         }
+        .write_cpio(dest)
     }
-    Ok(())
 }
 
 #[cfg(test)]

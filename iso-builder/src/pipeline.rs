@@ -27,6 +27,7 @@ use crate::master::{self, MasterError, MasterOptions};
 use crate::origins::Origins;
 use crate::recipe::{Recipe, RecipeError};
 use crate::rootfs::{self, BuildEnv, RootfsError};
+use crate::vmkit::{self, VmKit};
 
 /// Bumped when the pipeline's output changes for the same inputs.
 pub const BUILDER: &str = concat!("bulkhead-iso ", env!("CARGO_PKG_VERSION"));
@@ -208,39 +209,54 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
         recipe.release.version,
         &manifest_hash(&recipe_text, &lock_text)[..16]
     );
+    let is_kernel = |p: &str| {
+        p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit())
+    };
+    let bpin = find_pin(live_pins, "busybox-static", |p| p == "busybox-static")?;
+    let broot = cache.unpacked(bpin)?;
+    let busybox = ["usr/bin/busybox", "bin/busybox"]
+        .iter()
+        .map(|p| broot.join(p))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| broot.join("bin/busybox"));
     let (vmlinuz, initrd) = st.run("live initramfs", || {
-        let kpin = find_pin(live_pins, "kernel (linux-image-amd64)", |p| {
-            p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit())
-        })?;
-        let bpin = find_pin(live_pins, "busybox-static", |p| p == "busybox-static")?;
+        let kpin = find_pin(live_pins, "kernel (linux-image-amd64)", is_kernel)?;
         let kroot = cache.unpacked(kpin)?;
         let release = kpin.package.trim_start_matches("linux-image-").to_string();
-        let broot = cache.unpacked(bpin)?;
-        let busybox = ["usr/bin/busybox", "bin/busybox"]
-            .iter()
-            .map(|p| broot.join(p))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| broot.join("bin/busybox"));
         let cpio = work.path().join("initrd.cpio");
         LiveInitramfs {
             kernel_root: kroot.clone(),
             release: release.clone(),
-            busybox,
+            busybox: busybox.clone(),
             medium_id: medium_id.clone(),
         }
         .write_cpio(&cpio)?;
         let initrd = work.path().join("initrd.img");
-        let input = fs::File::open(&cpio).map_err(io_err("opening", &cpio))?;
-        let output = fs::File::create(&initrd).map_err(io_err("creating", &initrd))?;
-        compress::xz(
-            input,
-            std::io::BufWriter::new(output),
-            6,
-            opts.threads as u32,
-        )?;
+        xz_file(&cpio, &initrd, opts.threads)?;
         let vmlinuz = kroot.join(format!("boot/vmlinuz-{release}"));
         Ok(((vmlinuz, initrd), format!("kernel {release}")))
     })?;
+    // The qubes' boot kit, from the template's own kernel package.
+    let vm_kit = match lock.trees.get("template") {
+        None => None,
+        Some(template_pins) => Some(st.run("qube boot kit", || {
+            let kpin = find_pin(template_pins, "kernel (linux-image-amd64)", is_kernel)?;
+            let kroot = cache.unpacked(kpin)?;
+            let release = kpin.package.trim_start_matches("linux-image-").to_string();
+            let kit = VmKit {
+                kernel_root: &kroot,
+                release: &release,
+                busybox: &busybox,
+            };
+            let cpio = work.path().join("vm-initramfs.cpio");
+            kit.write_initramfs_cpio(&cpio)?;
+            let initramfs = work.path().join("vm-initramfs");
+            xz_file(&cpio, &initramfs, opts.threads)?;
+            let vmlinuz = kit.vmlinuz();
+            let note = format!("kernel {release}");
+            Ok(((release, vmlinuz, initramfs), note))
+        })?),
+    };
 
     let iso_name = recipe.iso_name();
     let final_iso = opts.out_dir.join(&iso_name);
@@ -261,6 +277,16 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
                 sha256: img.sha256.clone(),
                 size,
             });
+        }
+        if let Some((release, kernel, initramfs)) = &vm_kit {
+            for (file, from) in [
+                (vmkit::KERNEL_FILE, kernel),
+                (vmkit::INITRAMFS_FILE, initramfs),
+            ] {
+                let dest = format!("{}/{release}/{file}", vmkit::MEDIUM_DIR);
+                tree.add_host_file(&dest, from, 0o444)?;
+                image_artifacts.push(artifact(&dest, from)?);
+            }
         }
         tree.add_bytes(live::ID_FILE, medium_id.clone().into_bytes(), 0o444)?;
         tree.add_bytes("bulkhead/iso.toml", recipe_text.clone().into_bytes(), 0o444)?;
@@ -510,6 +536,14 @@ fn tree_extras(name: &str, binaries: &[PathBuf]) -> Result<Vec<rootfs::Extra>, B
         "template" => crate::installed::template_files(),
         _ => Vec::new(),
     })
+}
+
+/// `src` compressed with xz into `dest` (the kernel reads xz initramfs).
+fn xz_file(src: &Path, dest: &Path, threads: usize) -> Result<(), BuildError> {
+    let input = fs::File::open(src).map_err(io_err("opening", src))?;
+    let output = fs::File::create(dest).map_err(io_err("creating", dest))?;
+    compress::xz(input, std::io::BufWriter::new(output), 6, threads as u32)?;
+    Ok(())
 }
 
 fn inputs_sha(text: &str) -> String {

@@ -25,7 +25,7 @@ use crate::inputs::{self, Cache, DebPin, InputError};
 use crate::recipe::Tree;
 
 /// Bumped whenever assembly changes in a way that changes its output.
-const ASSEMBLY_VERSION: u32 = 5;
+const ASSEMBLY_VERSION: u32 = 6;
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 
 #[derive(Debug, thiserror::Error)]
@@ -486,10 +486,11 @@ pub fn build(
 
 /// Removes what differs between two assemblies of the same packages (logs,
 /// caches, backup files, the build host's hostname and resolver) and the
-/// recipe's `remove` globs.
+/// recipe's `remove` globs. Log files go, but not the directories packages
+/// ship under /var/log: oxenstored, for one, will not start without
+/// /var/log/xen.
 fn scrub(root: &Path, remove: &[String]) -> Result<(), RootfsError> {
     let mut globs: Vec<String> = [
-        "var/log/*",
         "var/cache/ldconfig/aux-cache",
         "var/cache/debconf/*-old",
         "var/lib/dpkg/*-old",
@@ -515,7 +516,7 @@ fn scrub(root: &Path, remove: &[String]) -> Result<(), RootfsError> {
         // mmdebstrap copies the build host's hostname and resolver into the
         // tree: neither may reach an image.
         .arg(format!(
-            "set -e\ncd \"$1\"\n{script}\n: > etc/machine-id\nprintf 'localhost\\n' > etc/hostname\nrm -f etc/resolv.conf"
+            "set -e\ncd \"$1\"\n{script}\nfind var/log ! -type d -delete\n: > etc/machine-id\nprintf 'localhost\\n' > etc/hostname\nrm -f etc/resolv.conf"
         ))
         .arg("scrub")
         .arg(root))?;

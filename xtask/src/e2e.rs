@@ -50,7 +50,12 @@ pub enum Driver {
 /// it then boots alone: GRUB, Xen, the dom0 kernel, the initramfs asking
 /// for the LUKS passphrase (typed on the serial console), systemd,
 /// firstboot, and the login prompt.
-pub fn install_test(iso: &Path, driver: Driver, boot_installed: bool) -> Result<()> {
+pub fn install_test(
+    iso: &Path,
+    driver: Driver,
+    boot_installed: bool,
+    keep: Option<&Path>,
+) -> Result<()> {
     if !iso.is_file() {
         bail!(
             "{} does not exist: build it with `cargo xtask iso`",
@@ -58,7 +63,13 @@ pub fn install_test(iso: &Path, driver: Driver, boot_installed: bool) -> Result<
         );
     }
     let work = tempfile::tempdir()?;
-    let w = work.path();
+    let w = match keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d
+        }
+        None => work.path(),
+    };
     let disk = w.join("target.img");
     guest_harness::sparse_disk(&disk, 40 << 30)?;
     let kernel = w.join("vmlinuz");

@@ -78,6 +78,9 @@ enum Cmd {
         /// Only install and check the disk from the host; do not boot it.
         #[arg(long)]
         no_boot: bool,
+        /// Keep the installed disk as DIR/target.img (for booting it again).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
     },
     /// Measure our tools against the standard ones; writes bench/RESULTS.md.
     Bench,
@@ -153,6 +156,7 @@ fn main() -> Result<()> {
             iso,
             keystrokes,
             no_boot,
+            keep,
         } => {
             let iso = match iso {
                 Some(p) => p,
@@ -163,7 +167,7 @@ fn main() -> Result<()> {
             } else {
                 e2e::Driver::Unattended
             };
-            e2e::install_test(&iso, driver, !no_boot)
+            e2e::install_test(&iso, driver, !no_boot, keep.as_deref())
         }
         Cmd::BuildIso {
             out,
@@ -369,10 +373,10 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         // firstboot) is `cargo xtask install-test`: too slow and, under
         // emulation, too fragile for CI's budget.
         step("e2e unattended install", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, false)
+            e2e::install_test(&iso, e2e::Driver::Unattended, false, None)
         })?;
         step("e2e keystroke install", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Keystrokes, false)
+            e2e::install_test(&iso, e2e::Driver::Keystrokes, false, None)
         })?;
     }
     eprintln!("\nxtask test: every step passed");

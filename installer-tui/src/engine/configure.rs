@@ -148,40 +148,60 @@ pub fn configure(
         },
         Entry::file("etc/timezone", format!("{}\n", s.timezone), 0o644),
     ];
-    entries.extend([
-        Entry::line(
-            "etc/passwd",
-            format!(
-                "{n}:x:{uid}:{uid}:{full}:/home/{n}:/bin/bash",
-                n = u.name,
-                full = u.full_name
-            ),
-            0o644,
-        ),
-        // As useradd writes it: the password last changed today (days since
-        // 1970), no minimum age, Debian's login.defs maximum and warning.
-        Entry::line(
-            "etc/shadow",
-            format!(
-                "{}:{}:{}:0:99999:7:::",
-                u.name,
-                secrets.password_hash,
-                days_since_epoch()
-            ),
-            0o640,
-        ),
-        Entry::line("etc/group", format!("{n}:x:{uid}:", n = u.name), 0o644),
-        Entry::line("etc/gshadow", format!("{n}:!::", n = u.name), 0o640),
-    ]);
-    entries.extend(USER_GROUPS.map(|group| Entry::Member {
-        group: group.into(),
-        user: u.name.clone(),
-    }));
+    entries.extend(account(
+        &u.name,
+        &u.full_name,
+        uid,
+        &secrets.password_hash,
+        &USER_GROUPS,
+    ));
     entries.push(Entry::Home {
         path: format!("home/{}", u.name),
         uid,
     });
     Ok(Configuration { entries, uid })
+}
+
+/// An account as Debian's useradd writes it: its passwd, shadow (the
+/// password last changed today, no minimum age, login.defs' maximum and
+/// warning), group and gshadow lines, and its memberships.
+fn account(name: &str, full_name: &str, uid: u32, hash: &str, groups: &[&str]) -> Vec<Entry> {
+    let mut v = vec![
+        Entry::line(
+            "etc/passwd",
+            format!("{name}:x:{uid}:{uid}:{full_name}:/home/{name}:/bin/bash"),
+            0o644,
+        ),
+        Entry::line(
+            "etc/shadow",
+            format!("{name}:{hash}:{}:0:99999:7:::", days_since_epoch()),
+            0o640,
+        ),
+        Entry::line("etc/group", format!("{name}:x:{uid}:"), 0o644),
+        Entry::line("etc/gshadow", format!("{name}:!::"), 0o640),
+    ];
+    v.extend(groups.iter().map(|group| Entry::Member {
+        group: group.to_string(),
+        user: name.to_string(),
+    }));
+    v
+}
+
+/// The dom0 user's account inside the qubes, added to the template's root
+/// (`template_root`, unpacked) before its image is made: as in Qubes, the
+/// qube's user has no password (its console is reached only from dom0,
+/// through `xl console`) and sudo without one (Qubes' /etc/sudoers.d/qubes).
+/// Its home is made on each qube's private volume at the first start.
+pub fn qube_user(template_root: &Path, name: &str, full_name: &str) -> Vec<Entry> {
+    let passwd = fs::read_to_string(template_root.join("etc/passwd")).unwrap_or_default();
+    let uid = next_uid(&passwd);
+    let mut v = account(name, full_name, uid, "", &["sudo"]);
+    v.push(Entry::file(
+        "etc/sudoers.d/bulkhead-qube-user",
+        format!("# The qube's user administers the qube, as in Qubes.\n{name} ALL=(ALL:ALL) NOPASSWD: ALL\n"),
+        0o440,
+    ));
+    v
 }
 
 /// Today, as /etc/shadow counts: whole days since 1970-01-01 (UTC).

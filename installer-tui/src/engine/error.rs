@@ -108,6 +108,9 @@ pub enum StageError {
     NoTimeZone { zone: String, dir: PathBuf },
     #[error("user {0:?} already exists in the installed system; choose another name")]
     UserExists(String),
+    /// The medium carries the template but not the qubes' boot kit beside it.
+    #[error("the medium has no boot kit for the qubes in {} (a kernel release directory with vmlinuz and initramfs); it is incomplete: rebuild it with `cargo xtask iso`", .0.display())]
+    NoBootKit(PathBuf),
 }
 
 impl StageError {

@@ -58,7 +58,7 @@ pub fn install(
         gate::hardware(&mut run.out, answers, machine)?;
         let (plan, disk) = gate::planning(&mut run.out, answers, machine)?;
         let (root, plan) = run.partition(&plan, &disk, &answers.disk.erase, secrets)?;
-        let image = payload::stage(&mut run.out, &root, payload, template)?;
+        let image = payload::stage(&mut run.out, &root, payload, template, &answers.user)?;
         let facts = TargetFacts::of(&plan);
         configure::stage(&mut run.out, &root, answers, secrets, &facts)?;
         boot::stage(run, &root, &plan, &disk, &facts, &answers.system)?;

@@ -9,11 +9,13 @@ use std::process::Command;
 
 use names::{TEMPLATE_NAME, TEMPLATES_DIR};
 
-use super::boot::newest_kernel;
+use super::configure::qube_user;
 use super::error::{At, InstallError, StageError};
+use super::files;
 use super::progress::{Log, Stage};
 use super::run::Emitter;
 use super::tool;
+use crate::answers::UserAnswers;
 
 /// The installed system's payload: a directory tree or a squashfs image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub fn stage(
     root: &Path,
     payload: &Payload,
     template: Option<&Path>,
+    user: &UserAnswers,
 ) -> Result<Option<String>, InstallError> {
     out.emit(Stage::Payload, 0, format!("copying {payload:?}"));
     let mut copy_log = Log::default();
@@ -61,7 +64,7 @@ pub fn stage(
         100,
         format!("making the template {TEMPLATE_NAME} from {}", img.display()),
     );
-    install_template(img, root, TEMPLATE_NAME, &mut out.log)
+    install_template(img, root, TEMPLATE_NAME, user, &mut out.log)
         .map(Some)
         .at(Stage::Payload)
 }
@@ -183,16 +186,21 @@ fn copy_tree(
 }
 
 /// Makes the template's root image for firstboot from the medium's
-/// squashfs: unpacked onto the target (owners and xattrs kept), written
-/// into an ext4 image by `mkfs.ext4 -d` (e2fsprogs), and the template's
-/// kernel placed where Qubes keeps VM kernels. Returns the image's path as
-/// the installed system sees it.
+/// squashfs: unpacked onto the target (owners and xattrs kept), given the
+/// dom0 user's qube account, written into an ext4 image by `mkfs.ext4 -d`
+/// (e2fsprogs); the qubes' boot kit the medium carries beside the image
+/// (iso-builder's vmkit: each kernel release's vmlinuz and initramfs) is
+/// copied to where Qubes keeps VM kernels. Returns the image's path as the
+/// installed system sees it.
 pub fn install_template(
     img: &Path,
     root: &Path,
     name: &str,
+    user: &UserAnswers,
     log: &mut Log,
 ) -> Result<String, StageError> {
+    let kit = img.with_file_name(KIT_DIR);
+    let releases = kit_releases(&kit)?;
     let scratch = root.join("var/tmp/bulkhead-template");
     let _ = fs::remove_dir_all(&scratch);
     if let Some(p) = scratch.parent() {
@@ -205,6 +213,7 @@ pub fn install_template(
             .arg(img),
         "unsquashfs failed",
     )?;
+    files::write_all(&scratch, &qube_user(&scratch, &user.name, &user.full_name))?;
     let bytes = tree_bytes(&scratch);
     const MIB: u64 = 1 << 20;
     // ext4's metadata and room for the template's own updates.
@@ -224,24 +233,46 @@ pub fn install_template(
             .arg(&dest),
         "mkfs.ext4 failed",
     )?;
-    let kernel = newest_kernel(&scratch);
-    if let Some((file, release)) = &kernel {
-        let kdir = root.join(names::VM_KERNELS).join(release);
-        fs::create_dir_all(&kdir).map_err(StageError::io("creating", &kdir))?;
-        fs::copy(scratch.join("boot").join(file), kdir.join("vmlinuz"))
-            .map_err(StageError::io("copying the template's kernel to", &kdir))?;
-    }
     fs::remove_dir_all(&scratch).map_err(StageError::io("removing", &scratch))?;
+    for release in &releases {
+        let from = kit.join(release);
+        let to = root.join(names::VM_KERNELS).join(release);
+        fs::create_dir_all(&to).map_err(StageError::io("creating", &to))?;
+        for file in KIT_FILES {
+            fs::copy(from.join(file), to.join(file))
+                .map_err(StageError::io("copying the qubes' boot kit to", &to))?;
+        }
+    }
     log.line(format!(
-        "template {name}: {} MiB of files in a {} MiB ext4 image /{rel}; VM kernel {}",
+        "template {name}: {} MiB of files in a {} MiB ext4 image /{rel}, with the qube user {}; VM kernel {}",
         bytes / MIB,
         size / MIB,
-        kernel.map_or(
-            "none (the template has no /boot/vmlinuz-*)".to_string(),
-            |k| k.1
-        )
+        user.name,
+        releases.join(", ")
     ));
     Ok(format!("/{rel}"))
+}
+
+/// The boot kit's directory beside the template image on the medium, and
+/// the files of each kernel release in it (iso-builder's vmkit).
+const KIT_DIR: &str = "vm-kernels";
+const KIT_FILES: [&str; 2] = ["vmlinuz", "initramfs"];
+
+/// The kernel releases of the boot kit at `kit`, each with every file the
+/// xl configs name; an error if there is none, since no qube could boot.
+fn kit_releases(kit: &Path) -> Result<Vec<String>, StageError> {
+    let missing = || StageError::NoBootKit(kit.to_path_buf());
+    let mut releases: Vec<String> = fs::read_dir(kit)
+        .map_err(|_| missing())?
+        .filter_map(Result::ok)
+        .filter(|e| KIT_FILES.iter().all(|f| e.path().join(f).is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    releases.sort();
+    if releases.is_empty() {
+        return Err(missing());
+    }
+    Ok(releases)
 }
 
 /// Bytes of the regular files below `dir` (symlinks not followed).

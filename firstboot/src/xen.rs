@@ -258,6 +258,21 @@ mod tests {
     }
 
     #[test]
+    fn the_real_root_without_xen_says_to_boot_its_entry() {
+        let x = Xen::new(Path::new("/"));
+        match x.require() {
+            Ok(()) => assert!(x.running(), "require passed without control_d"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("Xen is not running") && e.contains("Bulkhead's Xen entry"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn notify_reaches_the_socket() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("notify");

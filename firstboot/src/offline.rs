@@ -496,11 +496,17 @@ impl Backend for Offline {
         // firstboot has just written the units' drop-ins; systemd starts the
         // netvm chain itself (each drop-in requires the netvm's unit).
         sysutil::run(std::process::Command::new("systemctl").arg("daemon-reload"))?;
+        let unit = crate::units::unit(name);
         sysutil::run(
             std::process::Command::new("systemctl")
                 .arg("start")
-                .arg(crate::units::unit(name)),
-        )?;
+                .arg(&unit),
+        )
+        .map_err(|e| {
+            Error::Domain(format!(
+                "{e}\n`journalctl -u {unit}` (and the units of its netvms) shows why"
+            ))
+        })?;
         Ok(vec![format!("started {shown}")])
     }
 

@@ -8,12 +8,19 @@
 //! steps through a [`backend::Backend`] (the [`offline`] one writing
 //! qubes.xml, xl configs and LVM volumes directly, or [`adminapi`] talking to
 //! a running qubesd), recording each completed step.
+//!
+//! After first boot, the `qube` command runs the qubes through [`control`]:
+//! one systemd unit per qube ([`units`]), its volumes started and released
+//! as qubes-core-admin's lvm driver does ([`lifecycle`]), the domain run by
+//! Xen's `xl` ([`xen`]).
 
 pub mod adminapi;
 pub mod backend;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod control;
 pub mod facts;
+pub mod lifecycle;
 pub mod ls;
 pub mod model;
 pub mod notice;
@@ -23,7 +30,9 @@ pub mod qubesxml;
 pub mod run;
 pub mod settings;
 pub mod storage;
+pub mod units;
 mod util;
+pub mod xen;
 pub mod xlcfg;
 
 use std::path::Path;
@@ -61,6 +70,14 @@ pub enum Error {
         what: String,
         cause: Box<Error>,
     },
+    #[error("no qube named {0} (`qube list` shows them)")]
+    NoSuchQube(String),
+    #[error(
+        "Xen is not running (/proc/xen/capabilities has no control_d): qubes run only when the machine boots Bulkhead's Xen entry; reboot and choose it in the boot menu"
+    )]
+    XenNotRunning,
+    #[error("{0}")]
+    Domain(String),
     #[error("Admin API: {0}")]
     Api(String),
     #[error("qubesd refused {call}: {exc_type}: {message}")]

@@ -1,7 +1,39 @@
-//! `firstboot ls`: the qubes in the style of `qvm-ls` (NAME, CLASS, LABEL,
-//! TEMPLATE, NETVM, STATE; `-` for none), or JSON.
+//! `firstboot ls` and `qube list`: the qubes in the style of `qvm-ls`
+//! (NAME, CLASS, LABEL, TEMPLATE, NETVM, STATE; `-` for none), or JSON.
+
+use std::collections::BTreeMap;
 
 use crate::backend::QubeRow;
+use crate::qubesxml::QubesXml;
+use crate::xen::PowerState;
+
+/// A row per qube of the store, sorted by name, its state from Xen's
+/// domains (`states`, empty when Xen does not run): dom0 is always Running,
+/// a qube Xen does not have is Halted.
+pub fn rows(x: &QubesXml, states: &BTreeMap<String, PowerState>) -> Vec<QubeRow> {
+    let mut rows: Vec<QubeRow> = x
+        .domains
+        .iter()
+        .map(|d| {
+            let name = d.name().to_string();
+            let state = if d.class == "AdminVM" {
+                PowerState::Running
+            } else {
+                states.get(&name).copied().unwrap_or(PowerState::Halted)
+            };
+            QubeRow {
+                class: d.class.clone(),
+                label: d.prop("label").unwrap_or_default().to_string(),
+                template: d.prop("template").map(str::to_string),
+                netvm: crate::offline::effective_netvm(x, d),
+                state: state.as_str().into(),
+                name,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
 
 const HEADERS: [&str; 6] = ["NAME", "CLASS", "LABEL", "TEMPLATE", "NETVM", "STATE"];
 

@@ -2,11 +2,14 @@
 //! directly, with no qubesd running (as at first boot, before dom0's Qubes
 //! services have a store to serve).
 //!
-//! Each qube is made in the order volumes, xl config, qubes.xml entry: a qube
-//! appears in qubes.xml only when everything it needs exists, and a rerun
-//! after a crash finds the volumes (skipped), rewrites the identical config
-//! and adds the entry with the same qid (the lowest unused, as core-admin
-//! picks it, computed from the unchanged store).
+//! Each qube is made in the order volumes, xl config, systemd units,
+//! qubes.xml entry: a qube appears in qubes.xml only when everything it
+//! needs exists, and a rerun after a crash finds the volumes (skipped),
+//! rewrites the identical config and units and adds the entry with the same
+//! qid (the lowest unused, as core-admin picks it, computed from the
+//! unchanged store). Only the volumes kept across runs are made here; the
+//! snapshots and the volatile volume are made when a qube starts
+//! ([`crate::lifecycle`]), and starting one goes through its unit.
 
 use std::path::{Path, PathBuf};
 
@@ -65,23 +68,7 @@ impl Offline {
 
     /// Whether qubes can be started here: the real root with Xen running.
     fn xen_running(&self) -> bool {
-        self.root == Path::new("/")
-            && std::fs::read_to_string("/proc/xen/capabilities")
-                .is_ok_and(|c| c.contains("control_d"))
-    }
-
-    /// `vg/thin_pool` of a Qubes pool.
-    fn lvm_pool(x: &QubesXml, name: &str) -> Result<(String, String), Error> {
-        let p = x
-            .pool(name)
-            .ok_or_else(|| Error::Missing(format!("storage pool {name} is not in qubes.xml")))?;
-        let get = |k: &str| {
-            p.iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| Error::Missing(format!("pool {name} has no {k}")))
-        };
-        Ok((get("volume_group")?, get("thin_pool")?))
+        self.root == Path::new("/") && crate::xen::Xen::new(&self.root).running()
     }
 
     fn default_netvm(ctx: &Ctx<'_>) -> Option<String> {
@@ -200,44 +187,6 @@ impl Offline {
     }
 }
 
-impl Offline {
-    /// The volumes a running qube uses (lvm.py's start): snapshots of the
-    /// template's root and of the committed volumes, a fresh volatile.
-    fn start_volumes(&mut self, x: &QubesXml, name: &str) -> Result<(), Error> {
-        let d = x
-            .domain(name)
-            .ok_or_else(|| Error::Missing(format!("cannot start {name}: not in qubes.xml")))?;
-        for v in &d.volumes {
-            let get = |k: &str| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str());
-            let Some(pool) = get("pool") else { continue };
-            if pool == "linux-kernel" {
-                continue;
-            }
-            let (vg, thin) = Self::lvm_pool(x, pool)?;
-            let vid = get("vid").unwrap_or_default();
-            let snap = get("snap_on_start") == Some("True");
-            let save = get("save_on_stop") == Some("True");
-            let running = format!("{vid}-snap");
-            if snap || save {
-                let origin = if snap {
-                    get("source").unwrap_or(vid)
-                } else {
-                    vid
-                };
-                if !self.storage.exists(&running)? {
-                    self.storage.snapshot(origin, &running)?;
-                }
-            } else if !self.storage.exists(vid)? {
-                let size = get("size")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(model::ROOT_IMG_SIZE);
-                self.storage.create(&format!("{vg}/{thin}"), vid, size)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The qube a domain's network comes from: its own `netvm`, else (a
 /// DispVM) its template's, else the global `default_netvm`; templates and
 /// dom0 have none by default.
@@ -252,6 +201,30 @@ pub fn effective_netvm(x: &QubesXml, d: &Domain) -> Option<String> {
             .and_then(|t| effective_netvm(x, t)),
         None => x.global("default_netvm").and_then(nonempty),
     }
+}
+
+/// The qubes `name` needs running, netvm of netvm first, `name` last.
+pub fn netvm_chain(x: &QubesXml, name: &str) -> Result<Vec<String>, Error> {
+    let mut chain = vec![name.to_string()];
+    while let Some(d) = chain.last().and_then(|q| x.domain(q))
+        && let Some(net) = effective_netvm(x, d)
+    {
+        if chain.contains(&net) {
+            return Err(Error::Conflict(format!(
+                "netvm loop while starting {name}: {} -> {net}; give one of them another netvm",
+                chain.join(" -> ")
+            )));
+        }
+        if x.domain(&net).is_none() {
+            return Err(Error::Missing(format!(
+                "{}'s netvm {net} is not in qubes.xml; give it an existing netvm",
+                chain.last().map_or(name, String::as_str)
+            )));
+        }
+        chain.push(net);
+    }
+    chain.reverse();
+    Ok(chain)
 }
 
 impl Backend for Offline {
@@ -336,7 +309,7 @@ impl Backend for Offline {
             .global("default_pool")
             .unwrap_or(&ctx.plan.pool.name)
             .to_string();
-        let (vg, thin) = Self::lvm_pool(&x, &pool_name)?;
+        let (vg, thin) = crate::lifecycle::lvm_pool(&x, &pool_name)?;
         let pool_vid = format!("{vg}/{thin}");
         let need = |name: &str| {
             x.domain(name).cloned().ok_or_else(|| {
@@ -460,6 +433,8 @@ impl Backend for Offline {
             0o644,
         )?;
         ctx.point("xl-config")?;
+        crate::units::write(&self.root, &spec.name, netvm.as_deref(), spec.autostart)?;
+        ctx.point("units")?;
         if spec.usb_qube {
             crate::util::write_atomic(
                 &self.root.join(INPUT_POLICY),
@@ -503,79 +478,46 @@ impl Backend for Offline {
         let x = self.load()?;
         // As qvm-start does, the netvm chain starts first (sys-net before
         // sys-firewall): a vif needs its backend running.
-        let mut chain = vec![name.to_string()];
-        while let Some(net) = x
-            .domain(chain.last().map(String::as_str).unwrap_or_default())
-            .and_then(|d| effective_netvm(&x, d))
-        {
-            if chain.contains(&net) {
-                return Err(Error::Conflict(format!(
-                    "netvm loop while starting {name}: {} -> {net}",
-                    chain.join(" -> ")
-                )));
-            }
-            chain.push(net);
-        }
-        chain.reverse();
-        for q in &chain {
-            self.start_volumes(&x, q)?;
-        }
-        ctx.point("volumes")?;
+        let chain = netvm_chain(&x, name)?;
+        ctx.point("checked")?;
+        let shown = chain.join(", ");
         if !self.xen_running() {
+            // Their volumes are made when they start (`qube run`, lvm.py's start).
             return Ok(vec![format!(
-                "{}: volumes ready; not started now ({}); autostart starts them at boot",
-                chain.join(", "),
+                "{shown}: not started now ({}); {} starts them at boot (autostart)",
                 if self.root == Path::new("/") {
                     "Xen is not running"
                 } else {
                     "offline root"
-                }
+                },
+                crate::units::unit(name),
             )]);
         }
-        let mut notes = Vec::new();
-        for q in &chain {
-            let running = std::process::Command::new("xl")
-                .args(["domid", q])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if running {
-                notes.push(format!("{q} is already running"));
-                continue;
-            }
-            let cfg = self.root.join(XL_DIR).join(format!("{q}.cfg"));
-            sysutil::run(std::process::Command::new("xl").arg("create").arg(&cfg))?;
-        }
-        Ok(notes)
+        // firstboot has just written the units' drop-ins; systemd starts the
+        // netvm chain itself (each drop-in requires the netvm's unit).
+        sysutil::run(std::process::Command::new("systemctl").arg("daemon-reload"))?;
+        let unit = crate::units::unit(name);
+        sysutil::run(
+            std::process::Command::new("systemctl")
+                .arg("start")
+                .arg(&unit),
+        )
+        .map_err(|e| {
+            Error::Domain(format!(
+                "{e}\n`journalctl -u {unit}` (and the units of its netvms) shows why"
+            ))
+        })?;
+        Ok(vec![format!("started {shown}")])
     }
 
     fn list(&mut self) -> Result<Vec<QubeRow>, Error> {
         let x = self.load()?;
-        let xen = self.xen_running();
-        let mut rows: Vec<QubeRow> = x
-            .domains
-            .iter()
-            .map(|d| {
-                let name = d.name().to_string();
-                let netvm = effective_netvm(&x, d);
-                let running = d.class == "AdminVM"
-                    || (xen
-                        && std::process::Command::new("xl")
-                            .args(["domid", &name])
-                            .output()
-                            .is_ok_and(|o| o.status.success()));
-                let state = if running { "Running" } else { "Halted" };
-                QubeRow {
-                    class: d.class.clone(),
-                    label: d.prop("label").unwrap_or_default().to_string(),
-                    template: d.prop("template").map(str::to_string),
-                    netvm,
-                    state: state.into(),
-                    name,
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(rows)
+        let states = if self.xen_running() {
+            crate::xen::Xen::new(&self.root).states()?
+        } else {
+            Default::default()
+        };
+        Ok(crate::ls::rows(&x, &states))
     }
 }
 

@@ -4,9 +4,10 @@
 //! no reachable volume group, a record of the volumes that would exist.
 //!
 //! Both refuse to create a volume that exists, as `lvcreate` does, so a step
-//! that forgot to check first fails instead of silently creating twice.
-//! Every creation is appended to an action log (one line per volume made),
-//! which the crash tests read to prove nothing was made twice.
+//! that forgot to check first fails instead of silently creating twice, and
+//! refuse to remove one that does not. Every change is appended to an action
+//! log (one line per volume made, renamed or removed), which the crash tests
+//! read to prove nothing was made twice.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -33,6 +34,10 @@ pub trait Storage {
     fn import(&mut self, vid: &str, image: &Path) -> Result<(), Error>;
     /// `lvrename` within the VG.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), Error>;
+    /// `lvremove` of an existing volume.
+    fn remove(&mut self, vid: &str) -> Result<(), Error>;
+    /// Every volume of the VG, as `VG/NAME`, sorted.
+    fn list(&mut self, vg: &str) -> Result<Vec<String>, Error>;
 }
 
 /// Appends one line to the action log.
@@ -110,15 +115,20 @@ impl Lvm {
         added: Option<(&str, &str)>,
         removed: Option<&str>,
     ) -> Result<(), Error> {
-        match (&mut self.cache, added) {
-            (Some((cvg, map)), Some(vid))
-                if vid.0.split_once('/').is_some_and(|(v, _)| v == cvg) =>
-            {
-                if let Some(r) = removed.and_then(|r| r.split_once('/')) {
-                    map.remove(r.1);
+        let vg = added
+            .map(|a| a.0)
+            .or(removed)
+            .and_then(|v| v.split_once('/'))
+            .map(|(g, _)| g);
+        match (&mut self.cache, vg) {
+            (Some((cvg, map)), Some(g)) if g == cvg => {
+                if let Some((_, name)) = removed.and_then(|r| r.split_once('/')) {
+                    map.remove(name);
                 }
-                if let Some((_, name)) = vid.0.split_once('/') {
-                    map.insert(name.to_string(), vid.1.to_string());
+                if let Some((vid, attr)) = added
+                    && let Some((_, name)) = vid.split_once('/')
+                {
+                    map.insert(name.to_string(), attr.to_string());
                 }
             }
             _ => self.cache = None,
@@ -216,6 +226,16 @@ impl Storage for Lvm {
             Some((to, "Vwi-a-tz--")),
             Some(from),
         )
+    }
+
+    fn remove(&mut self, vid: &str) -> Result<(), Error> {
+        split_vid(vid)?;
+        self.run(&["lvremove", "-f", "--", vid])?;
+        self.changed(&format!("remove {vid}"), None, Some(vid))
+    }
+
+    fn list(&mut self, vg: &str) -> Result<Vec<String>, Error> {
+        Ok(self.lvs(vg)?.keys().map(|n| format!("{vg}/{n}")).collect())
     }
 }
 
@@ -466,8 +486,36 @@ impl Storage for Recorded {
             .remove(from)
             .ok_or_else(|| Error::Storage(format!("cannot rename {from}: it does not exist")))?;
         m.insert(to.into(), e);
+        // LVM knows an origin by its id: a snapshot's origin follows the rename.
+        for e in m.values_mut() {
+            if let Entry::Snapshot { origin } = e
+                && origin == from
+            {
+                *origin = to.into();
+            }
+        }
         self.save(&m)?;
         log_action(&self.log, &format!("rename {from} {to}"))
+    }
+
+    fn remove(&mut self, vid: &str) -> Result<(), Error> {
+        let mut m = self.load()?;
+        if m.remove(vid).is_none() {
+            return Err(Error::Storage(format!(
+                "cannot remove {vid}: it does not exist"
+            )));
+        }
+        self.save(&m)?;
+        log_action(&self.log, &format!("remove {vid}"))
+    }
+
+    fn list(&mut self, vg: &str) -> Result<Vec<String>, Error> {
+        let prefix = format!("{vg}/");
+        Ok(self
+            .load()?
+            .into_keys()
+            .filter(|k| k.starts_with(&prefix))
+            .collect())
     }
 }
 
@@ -504,5 +552,36 @@ mod tests {
         // Reloaded from the file, the same entries.
         let mut again = Recorded::new(d.path().join("v.list"), d.path().join("a.log"));
         assert!(again.exists("vg/b").unwrap() && !again.exists("vg/a-import").unwrap());
+    }
+
+    #[test]
+    fn recorded_removes_lists_and_follows_renamed_origins() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Recorded::new(d.path().join("v.list"), d.path().join("a.log"));
+        s.create_pool("vg", "pool", 90).unwrap();
+        s.create("vg/pool", "vg/a", 10).unwrap();
+        s.snapshot("vg/a", "vg/a-snap").unwrap();
+        s.rename("vg/a", "vg/a-1-back").unwrap();
+        let list = std::fs::read_to_string(d.path().join("v.list")).unwrap();
+        assert!(
+            list.contains("snapshot vg/a-snap origin=vg/a-1-back\n"),
+            "{list}"
+        );
+        assert_eq!(
+            s.list("vg").unwrap(),
+            ["vg/a-1-back", "vg/a-snap", "vg/pool"]
+        );
+        assert!(
+            s.list("v").unwrap().is_empty(),
+            "vg v is not a prefix match"
+        );
+        s.remove("vg/a-1-back").unwrap();
+        assert!(s.remove("vg/a-1-back").is_err(), "removing twice must fail");
+        assert!(!s.exists("vg/a-1-back").unwrap());
+        let log = std::fs::read_to_string(d.path().join("a.log")).unwrap();
+        assert!(
+            log.ends_with("rename vg/a vg/a-1-back\nremove vg/a-1-back\n"),
+            "{log}"
+        );
     }
 }

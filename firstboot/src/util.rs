@@ -39,3 +39,37 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Makes `path` a symlink to `target`, replacing whatever link was there
+/// through a rename (never a moment without one); nothing is written when
+/// it already points there.
+pub fn symlink_atomic(path: &Path, target: &str) -> Result<(), Error> {
+    if std::fs::read_link(path).is_ok_and(|t| t == Path::new(target)) {
+        return Ok(());
+    }
+    let dir = path.parent().ok_or_else(|| {
+        Error::io(
+            "linking",
+            path,
+            std::io::Error::other("no parent directory"),
+        )
+    })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("removing", &tmp, e));
+        }
+        _ => {}
+    }
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| Error::io("linking", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming into", path, e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

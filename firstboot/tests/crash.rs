@@ -123,7 +123,8 @@ fn every_point_is_covered() {
         "template:fedora-41-xfce:volumes",
         "qube:sys-firewall:xl-config",
         "prefs:clockvm:write",
-        "start:sys-usb:volumes",
+        "qube:work:units",
+        "start:sys-usb:checked",
         "start:sys-usb:end",
     ] {
         assert!(
@@ -207,7 +208,7 @@ fn two_crashes_in_a_row() {
     let o = firstboot(
         root,
         &["--resume"],
-        &[("BULKHEAD_FIRSTBOOT_KILL_AT", "start:sys-firewall:volumes")],
+        &[("BULKHEAD_FIRSTBOOT_KILL_AT", "start:sys-firewall:checked")],
     );
     assert_eq!(o.status.signal(), Some(9));
     let err = ok(&firstboot(root, &["--resume"], &[]));

@@ -132,8 +132,9 @@ fn default_install_matches_qubes_initial_setup() {
         Some("qubes_dom0/vm-default-dvm-private")
     );
 
-    // The volume list: what core-admin creates at creation, plus what
-    // starting sys-firewall (and so its netvm sys-net) and sys-usb needs.
+    // The volume list: what core-admin creates at creation. Snapshots and
+    // volatile volumes are made when a qube starts (`qube run`), which an
+    // offline root never does.
     let list = read(root, "var/lib/bulkhead/firstboot/volumes.list");
     let lines: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
     let p = "pool=qubes_dom0/vm-pool";
@@ -141,22 +142,17 @@ fn default_install_matches_qubes_initial_setup() {
         lines,
         [
             format!("thin qubes_dom0/vm-debian-12-xfce-private {p} size=2147483648"),
-            format!("thin qubes_dom0/vm-debian-12-xfce-root {p} size=10737418240 image=/usr/share/bulkhead/templates/debian-12-xfce.img"),
+            format!(
+                "thin qubes_dom0/vm-debian-12-xfce-root {p} size=10737418240 image=/usr/share/bulkhead/templates/debian-12-xfce.img"
+            ),
             format!("thin qubes_dom0/vm-default-dvm-private {p} size=2147483648"),
             format!("thin qubes_dom0/vm-fedora-41-xfce-private {p} size=2147483648"),
-            format!("thin qubes_dom0/vm-fedora-41-xfce-root {p} size=10737418240 image=/usr/share/bulkhead/templates/fedora-41-xfce.img"),
+            format!(
+                "thin qubes_dom0/vm-fedora-41-xfce-root {p} size=10737418240 image=/usr/share/bulkhead/templates/fedora-41-xfce.img"
+            ),
             format!("thin qubes_dom0/vm-personal-private {p} size=2147483648"),
             "thin-pool qubes_dom0/vm-pool size=90%FREE".to_string(),
-            "snapshot qubes_dom0/vm-sys-firewall-private-snap origin=qubes_dom0/vm-default-dvm-private".to_string(),
-            "snapshot qubes_dom0/vm-sys-firewall-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
-            format!("thin qubes_dom0/vm-sys-firewall-volatile {p} size=12884901888"),
             format!("thin qubes_dom0/vm-sys-net-private {p} size=2147483648"),
-            "snapshot qubes_dom0/vm-sys-net-private-snap origin=qubes_dom0/vm-sys-net-private".to_string(),
-            "snapshot qubes_dom0/vm-sys-net-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
-            format!("thin qubes_dom0/vm-sys-net-volatile {p} size=10737418240"),
-            "snapshot qubes_dom0/vm-sys-usb-private-snap origin=qubes_dom0/vm-default-dvm-private".to_string(),
-            "snapshot qubes_dom0/vm-sys-usb-root-snap origin=qubes_dom0/vm-fedora-41-xfce-root".to_string(),
-            format!("thin qubes_dom0/vm-sys-usb-volatile {p} size=12884901888"),
             format!("thin qubes_dom0/vm-untrusted-private {p} size=2147483648"),
             format!("thin qubes_dom0/vm-vault-private {p} size=2147483648"),
             format!("thin qubes_dom0/vm-work-private {p} size=2147483648"),
@@ -191,6 +187,52 @@ fn default_install_matches_qubes_initial_setup() {
     assert!(!vault.contains("vif"), "vault is never networked:\n{vault}");
     let fw = read(root, "var/lib/qubes/xl/sys-firewall.cfg");
     assert!(fw.contains("backend=sys-net"), "{fw}");
+
+    // systemd: networked qubes follow their netvm's unit, autostart ones are enabled.
+    let dropin = |q: &str| {
+        std::fs::read_to_string(root.join(format!(
+            "etc/systemd/system/bulkhead-qube@{q}.service.d/50-netvm.conf"
+        )))
+        .ok()
+    };
+    let needs = |n: &str| {
+        format!("[Unit]\nRequires=bulkhead-qube@{n}.service\nAfter=bulkhead-qube@{n}.service\n")
+    };
+    assert!(dropin("sys-firewall").unwrap().ends_with(&needs("sys-net")));
+    assert!(dropin("work").unwrap().ends_with(&needs("sys-firewall")));
+    assert!(
+        dropin("default-dvm")
+            .unwrap()
+            .ends_with(&needs("sys-firewall"))
+    );
+    for unnetworked in ["sys-net", "sys-usb", "vault", "fedora-41-xfce"] {
+        assert_eq!(dropin(unnetworked), None, "{unnetworked}");
+    }
+    let wants = root.join("etc/systemd/system/multi-user.target.wants");
+    let mut enabled: Vec<String> = std::fs::read_dir(&wants)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            assert_eq!(
+                std::fs::read_link(e.path()).unwrap(),
+                std::path::Path::new("/usr/lib/systemd/system/bulkhead-qube@.service")
+            );
+            e.file_name().to_string_lossy().into_owned()
+        })
+        .collect();
+    enabled.sort();
+    assert_eq!(
+        enabled,
+        [
+            "bulkhead-qube@sys-firewall.service",
+            "bulkhead-qube@sys-net.service",
+            "bulkhead-qube@sys-usb.service"
+        ]
+    );
+    assert!(
+        err.contains("sys-net, sys-firewall: not started now (offline root); bulkhead-qube@sys-firewall.service starts them at boot"),
+        "{err}"
+    );
 
     // The USB input policy of qvm/sys-usb.sls.
     let policy = read(root, "etc/qubes/policy.d/50-config-input.policy");

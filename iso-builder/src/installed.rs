@@ -1,14 +1,18 @@
 //! What the pipeline adds to the trees of the installed system: the dom0
-//! payload gets firstboot with its unit enabled, GRUB's Xen command line for
-//! later `update-grub` runs, and no network; the qube template gets a
-//! qube's volume layout (fstab and its home unit, files in
-//! `iso-builder/template/`). No Debian package carries these.
+//! payload gets firstboot with its unit enabled, the `qube` command with the
+//! qubes' template unit and the sudoers rule letting the qubes group run it,
+//! xl's ballooning of dom0, GRUB's Xen command line for later `update-grub`
+//! runs, and no network; the qube template gets a qube's volume layout
+//! (fstab and its home unit, files in `iso-builder/template/`). No Debian
+//! package carries these.
 
 use crate::rootfs::Extra;
 
-use names::{FIRSTBOOT_BIN, FIRSTBOOT_UNIT, XEN_CMDLINE};
+use names::{FIRSTBOOT_BIN, FIRSTBOOT_UNIT, QUBE_BIN, QUBE_SUDOERS, QUBE_UNIT, XEN_CMDLINE};
 
 const UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-firstboot.service");
+const QUBE_UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-qube@.service");
+const QUBE_SUDOERS_TEXT: &str = include_str!("../../qube/sudoers");
 
 /// Units that would put dom0 on the network; masked so a NIC stays for
 /// sys-net even if someone installs the package later.
@@ -21,8 +25,9 @@ pub const NETWORK_UNITS: &[&str] = &[
     "wpa_supplicant.service",
 ];
 
-/// The files added to the `payload` tree; `firstboot` is the binary.
-pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
+/// The files added to the `payload` tree; `firstboot` and `qube` are the
+/// binaries. The qubes' units are enabled per qube by firstboot.
+pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
     let mut v = vec![
         Extra::file(FIRSTBOOT_BIN, firstboot, 0o755),
         Extra::file(FIRSTBOOT_UNIT, UNIT_TEXT, 0o644),
@@ -30,6 +35,10 @@ pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
             "etc/systemd/system/multi-user.target.wants/bulkhead-firstboot.service",
             &format!("/{FIRSTBOOT_UNIT}"),
         ),
+        Extra::file(QUBE_BIN, qube, 0o755),
+        Extra::file(QUBE_UNIT, QUBE_UNIT_TEXT, 0o644),
+        // sudo ignores a sudoers file that is writable or not 0440-like.
+        Extra::file(QUBE_SUDOERS, QUBE_SUDOERS_TEXT, 0o440),
         Extra::file(
             "etc/default/grub.d/bulkhead.cfg",
             format!(
@@ -37,6 +46,15 @@ pub fn payload_files(firstboot: Vec<u8>) -> Vec<Extra> {
                  GRUB_CMDLINE_XEN_DEFAULT=\"{XEN_CMDLINE}\"\n\
                  GRUB_DISABLE_OS_PROBER=true\n"
             ),
+            0o644,
+        ),
+        Extra::file(
+            "etc/xen/xl.conf",
+            "# Written by the Bulkhead ISO build (xl.conf(5)).\n\
+             # Xen's command line sets dom0_mem, which turns xl's \"auto\" ballooning\n\
+             # off: then no qube could get memory. Qubes balloons dom0 with qmemman;\n\
+             # here xl takes what a qube needs from dom0 when it starts it.\n\
+             autoballoon=\"on\"\n",
             0o644,
         ),
         Extra::file(
@@ -76,7 +94,8 @@ const QUBE_HOME_SCRIPT_TEXT: &str = include_str!("../template/qube-home");
 
 /// Paths the payload must hold (`*` matches within one path component):
 /// Xen, the dom0 kernel, the toolstack, LVM thin provisioning, LUKS unlock
-/// in the initramfs, GRUB for both firmwares, systemd and firstboot.
+/// in the initramfs, GRUB for both firmwares, systemd, sudo, firstboot and
+/// qube with its unit and sudoers rule.
 pub const PAYLOAD_REQUIRED: &[&str] = &[
     "boot/xen-*.gz",
     "boot/vmlinuz-*-amd64",
@@ -94,8 +113,12 @@ pub const PAYLOAD_REQUIRED: &[&str] = &[
     "usr/sbin/init",
     // oxenstored does not start without it
     "var/log/xen",
+    "usr/bin/sudo",
     FIRSTBOOT_BIN,
     FIRSTBOOT_UNIT,
+    QUBE_BIN,
+    QUBE_UNIT,
+    QUBE_SUDOERS,
 ];
 
 /// What must not be in the payload: anything that would put dom0 on the
@@ -203,7 +226,7 @@ mod tests {
 
     #[test]
     fn payload_enables_firstboot_and_masks_the_network() {
-        let files = payload_files(b"\x7fELF".to_vec());
+        let files = payload_files(b"\x7fELF".to_vec(), b"\x7fELF qube".to_vec());
         let has = |p: &str| {
             files.iter().any(|e| match e {
                 Extra::File { path, .. } | Extra::Symlink { path, .. } => path == p,
@@ -214,6 +237,32 @@ mod tests {
             "etc/systemd/system/multi-user.target.wants/bulkhead-firstboot.service"
         ));
         assert!(UNIT_TEXT.contains("ExecStart=/usr/bin/firstboot"));
+        let file = |p: &str| {
+            files.iter().find_map(|e| match e {
+                Extra::File { path, data, mode } if path == p => Some((data.clone(), *mode)),
+                _ => None,
+            })
+        };
+        // qube, its unit (enabled per qube by firstboot, not here) and sudoers.
+        assert_eq!(file(QUBE_BIN), Some((b"\x7fELF qube".to_vec(), 0o755)));
+        let (unit, mode) = file(QUBE_UNIT).unwrap();
+        assert_eq!(mode, 0o644);
+        assert!(String::from_utf8_lossy(&unit).contains("ExecStart=/usr/bin/qube run %i\n"));
+        assert!(!has(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-qube@.service"
+        ));
+        let (rule, mode) = file(QUBE_SUDOERS).unwrap();
+        assert_eq!(mode, 0o440);
+        assert!(
+            String::from_utf8_lossy(&rule)
+                .contains("\n%qubes ALL=(root) NOPASSWD: /usr/bin/qube\n")
+        );
+        // The installed paths are the ones the unit and the rule name.
+        assert!(String::from_utf8_lossy(&unit).contains(&format!("/{QUBE_BIN} ")));
+        assert!(String::from_utf8_lossy(&rule).contains(&format!("/{QUBE_BIN}\n")));
+        for p in [QUBE_BIN, QUBE_UNIT, QUBE_SUDOERS] {
+            assert!(PAYLOAD_REQUIRED.contains(&p), "{p} not required");
+        }
         for u in NETWORK_UNITS {
             assert!(files.contains(&Extra::symlink(
                 &format!("etc/systemd/system/{u}"),

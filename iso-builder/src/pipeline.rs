@@ -401,7 +401,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn Progress) -> Result<BuildRe
 /// How [`build_trees`] builds.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeOptions<'a> {
-    /// Our programs (the payload carries firstboot).
+    /// Our programs (the payload carries firstboot and qube).
     pub binaries: &'a [PathBuf],
     pub threads: usize,
     /// Refuse instead of refreshing pins nothing serves.
@@ -516,23 +516,23 @@ fn trees(
 }
 
 /// Our files in each named tree: the live system's init and consoles, the
-/// payload's firstboot (from `binaries`) and configuration, the template's
-/// fstab. Other trees get none.
+/// payload's firstboot and qube (from `binaries`) and configuration, the
+/// template's fstab. Other trees get none.
 fn tree_extras(name: &str, binaries: &[PathBuf]) -> Result<Vec<rootfs::Extra>, BuildError> {
+    let program = |name: &str| -> Result<Vec<u8>, BuildError> {
+        let p = binaries
+            .iter()
+            .find(|b| b.file_name().is_some_and(|n| n == name))
+            .ok_or_else(|| {
+                BuildError::Config(format!(
+                    "the payload tree needs the {name} binary; build it with `cargo build --release -p {name}` and pass it among the binaries"
+                ))
+            })?;
+        Ok(fs::read(p).map_err(io_err("reading", p))?)
+    };
     Ok(match name {
         "live" => live::tree_files(),
-        "payload" => {
-            let fb = binaries
-                .iter()
-                .find(|b| b.file_name().is_some_and(|n| n == "firstboot"))
-                .ok_or_else(|| {
-                    BuildError::Config(
-                        "the payload tree needs the firstboot binary; build it with `cargo build --release -p firstboot` and pass it among the binaries".into(),
-                    )
-                })?;
-            let data = fs::read(fb).map_err(io_err("reading", fb))?;
-            crate::installed::payload_files(data)
-        }
+        "payload" => crate::installed::payload_files(program("firstboot")?, program("qube")?),
         "template" => crate::installed::template_files(),
         _ => Vec::new(),
     })

@@ -42,6 +42,12 @@ pub const FIRSTBOOT_SETTINGS: &str = "etc/bulkhead/firstboot.toml";
 /// firstboot's binary and unit in the payload.
 pub const FIRSTBOOT_BIN: &str = "usr/bin/firstboot";
 pub const FIRSTBOOT_UNIT: &str = "usr/lib/systemd/system/bulkhead-firstboot.service";
+/// The `qube` command, the template unit that runs one qube (instance = the
+/// qube's name) and the sudoers rule letting the dom0 user (group qubes)
+/// run `qube` as root without a password.
+pub const QUBE_BIN: &str = "usr/bin/qube";
+pub const QUBE_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube@.service";
+pub const QUBE_SUDOERS: &str = "etc/sudoers.d/bulkhead-qube";
 
 /// The template qube the installer makes, and where template root images
 /// are kept.

@@ -21,6 +21,7 @@ const BINARIES: &[&str] = &[
     "partitioner",
     "installer-tui",
     "firstboot",
+    "qube",
 ];
 
 struct Bars {

@@ -68,7 +68,8 @@ pub fn ok(o: &Output) -> String {
     err
 }
 
-/// Every file under the state directories, by relative path.
+/// Every file (a symlink as its target) under the state directories, by
+/// relative path.
 pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -76,7 +77,12 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         };
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            if p.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                let mut v = b"symlink -> ".to_vec();
+                v.extend_from_slice(target.as_os_str().as_encoded_bytes());
+                out.insert(p.strip_prefix(base).unwrap().to_path_buf(), v);
+            } else if p.is_dir() {
                 walk(base, &p, out);
             } else {
                 out.insert(
@@ -89,6 +95,7 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, &root.join("var/lib"), &mut out);
     walk(root, &root.join("etc/qubes"), &mut out);
+    walk(root, &root.join("etc/systemd"), &mut out);
     out
 }
 

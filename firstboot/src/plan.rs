@@ -165,7 +165,6 @@ impl Plan {
             }
             let mut net = service_qube("sys-net", Label::Red, &template, s.disposable_sys_net);
             net.netvm = NetVm::None;
-            net.virt_mode = Some(VirtMode::Hvm);
             net.autostart = true;
             net.provides_network = true;
             net.memory = Some(300);
@@ -181,6 +180,10 @@ impl Plan {
                 net.pci_no_strict_reset = true;
                 net.usb_qube = true;
             }
+            // PCI passthrough needs HVM; otherwise Qubes' default, PVH.
+            if !net.pci.is_empty() {
+                net.virt_mode = Some(VirtMode::Hvm);
+            }
             p.add(net);
             if !s.disposable_sys_net {
                 p.add(default_dvm(&template));
@@ -191,11 +194,11 @@ impl Plan {
             fw.provides_network = true;
             fw.memory = Some(500);
             p.add(fw.feature("servicevm", true));
-            if usb == UsbQube::SysUsb {
-                if usb_pci.is_empty() {
-                    p.warnings
-                        .push("no USB controller found: sys-usb is created without devices".into());
-                }
+            if usb == UsbQube::SysUsb && usb_pci.is_empty() {
+                // As Qubes' initial setup: no controller, nothing for sys-usb to hold.
+                p.warnings
+                    .push("no USB controller found: sys-usb is not created".into());
+            } else if usb == UsbQube::SysUsb {
                 let mut u = service_qube("sys-usb", Label::Red, &template, disp);
                 u.netvm = NetVm::None;
                 u.virt_mode = Some(VirtMode::Hvm);

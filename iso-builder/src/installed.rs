@@ -25,6 +25,11 @@ pub const NETWORK_UNITS: &[&str] = &[
     "wpa_supplicant.service",
 ];
 
+/// Debian's own domain starter: it would start /etc/xen/auto at boot and
+/// save every running domain to disk at shutdown, behind the qubes' units
+/// (bulkhead-qube@), which start, stop and give back their volumes.
+pub const XEN_DOMAIN_UNITS: &[&str] = &["xendomains.service"];
+
 /// The files added to the `payload` tree; `firstboot` and `qube` are the
 /// binaries. The qubes' units are enabled per qube by firstboot.
 pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
@@ -64,7 +69,7 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
             0o644,
         ),
     ];
-    for u in NETWORK_UNITS {
+    for u in NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS) {
         v.push(Extra::symlink(
             &format!("etc/systemd/system/{u}"),
             "/dev/null",

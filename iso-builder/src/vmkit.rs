@@ -23,8 +23,9 @@ pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRAMFS_FILE: &str = "initramfs";
 
 /// What the qube's init loads: the Xen block frontend for its volumes and
-/// the root's file system.
-pub const MODULES: &[&str] = &["xen_blkfront", "ext4"];
+/// the root's file system, with the checksum ext4's metadata needs (asked
+/// for by name at mount time, so no dependency brings it).
+pub const MODULES: &[&str] = &["xen_blkfront", "crc32c_generic", "ext4"];
 
 const INIT: &str = r#"#!/bin/sh
 # Bulkhead qube init: mount the qube's root volume and hand over to it.

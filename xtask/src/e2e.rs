@@ -34,6 +34,9 @@ const TCG_TUNING: &str = "shell\r\
     umount /mnt/e2e && lvm vgchange -an qubes_dom0 && cryptsetup close e2e && echo tcg-tuned:$((40+2)) \
     || echo tcg-tuning-failed:$((40+2))\r";
 const E2E_PASSPHRASE: &str = "e2e correct horse battery staple";
+/// The dom0 user both installs make.
+const E2E_USER: &str = "alice";
+const E2E_PASSWORD: &str = "e2e-dom0-password";
 
 /// How the install-test drives the installer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +92,7 @@ pub fn install_test(
     let install = match driver {
         Driver::Unattended => {
             std::fs::write(w.join("passphrase"), E2E_PASSPHRASE)?;
-            std::fs::write(w.join("password"), "e2e-dom0-password")?;
+            std::fs::write(w.join("password"), E2E_PASSWORD)?;
             std::fs::write(
                 w.join("answers.toml"),
                 format!(
@@ -97,7 +100,7 @@ pub fn install_test(
                      [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
                      # TCG cannot run a PV dom0, and udev needs minutes there\n\
                      xen_args = \"dom0=pvh\"\ndom0_args = \"{TCG_DOM0_ARGS}\"\n\n\
-                     [user]\nname = \"alice\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
+                     [user]\nname = \"{E2E_USER}\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
                      [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
                 ),
             )?;
@@ -143,7 +146,7 @@ pub fn install_test(
             .send_when("Disk encryption passphrase", pass)
             .send_when(
                 "dom0 user",
-                "alice\t\te2e-dom0-password\te2e-dom0-password\r",
+                format!("{E2E_USER}\t\t{E2E_PASSWORD}\t{E2E_PASSWORD}\r"),
             )
             .send_when("Time zone (the clock", "\r")
             .send_when("[x] AppVMs", "\r")
@@ -162,54 +165,7 @@ pub fn install_test(
         eprintln!("      {line}");
     }
     if boot_installed {
-        boot_installed_disk(&disk)?;
-    }
-    Ok(())
-}
-
-/// Boots the installed disk alone (a headless machine with an AMD IOMMU,
-/// which Xen's PVH dom0 needs), types the passphrase at the initramfs'
-/// prompt and waits for the login prompt; firstboot must have completed
-/// before it (its unit runs before systemd-user-sessions).
-fn boot_installed_disk(disk: &Path) -> Result<()> {
-    let vm = Vm::new()
-        .memory_mib(4096)
-        .smp(2)
-        // Without XSAVE: under TCG, Xen's PVH dom0 saw corrupted FPU state
-        // (glibc's malloc aborting in cryptsetup, a triple fault).
-        .cpu("max,-rdtscp,-avx,-avx2,-avx512f,-xsave")
-        .amd_iommu()
-        .no_vga()
-        .disk(Disk::new(disk).bus(Bus::Virtio))
-        .send_when("Please unlock disk", format!("{E2E_PASSPHRASE}\r"))
-        .wait_for("login:")
-        .timeout(Duration::from_secs(2400));
-    let o = boot("installed system: GRUB, Xen, unlock, login", vm)?;
-    let mut missing = Vec::new();
-    for (what, needle) in [
-        ("GRUB's Xen entry", "Loading Xen"),
-        ("Xen", "Xen version"),
-        ("the passphrase prompt", "Please unlock disk"),
-        ("firstboot finished", "firstboot: complete:"),
-        ("the login prompt", "login:"),
-    ] {
-        let seen = o.serial.contains(needle);
-        eprintln!(
-            "      {what:<22} {}",
-            if seen { "seen" } else { "NOT seen" }
-        );
-        if !seen {
-            missing.push(what);
-        }
-    }
-    for l in o.serial.lines().filter(|l| l.contains("firstboot")) {
-        eprintln!("      | {}", l.trim_end());
-    }
-    if !missing.is_empty() {
-        bail!(
-            "the installed system did not show {}; console in target/qemu-logs/",
-            missing.join(", ")
-        );
+        crate::qubes_test::run(&disk, E2E_PASSPHRASE, E2E_USER, E2E_PASSWORD)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod e2e;
 mod host;
 mod iso;
 mod medium;
+mod qubes_test;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -369,11 +370,10 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso repro", &mut || {
             iso::repro(root, &root.join("out/inputs.lock"))
         })?;
-        // The installed disk's own boot (Xen's PVH dom0 under TCG, then
-        // firstboot) is `cargo xtask install-test`: too slow and, under
-        // emulation, too fragile for CI's budget.
-        step("e2e unattended install", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, false, None)
+        // The installed disk then boots under Xen (PVH dom0 under TCG):
+        // firstboot, the dom0 user's login, the qubes (qubes_test.rs).
+        step("e2e unattended install and installed boot", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Unattended, true, None)
         })?;
         step("e2e keystroke install", &mut || {
             e2e::install_test(&iso, e2e::Driver::Keystrokes, false, None)

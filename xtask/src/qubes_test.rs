@@ -1,0 +1,219 @@
+//! The installed system's boot, used as its user would: GRUB, Xen's PVH
+//! dom0, the LUKS prompt, firstboot, then a login as the dom0 user over the
+//! serial console, who checks sudo, finds the autostart qubes running,
+//! starts `work` and logs into it through its console, leaves a file in its
+//! /home and one outside /rw, shuts it down, starts it again and finds the
+//! first but not the second, starts `vault`, and powers the machine off,
+//! which stops the qubes before their netvms.
+//!
+//! Each check prints a marker the test reads back (`=NAME=`, written by
+//! `printf` so the typed command itself never contains it); the `time` of
+//! each start is shown in the test's output.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use guest_harness::{Bus, Disk, Vm};
+
+use crate::medium::boot;
+
+/// What the user types and when: (marker, keys) pairs, each marker looked
+/// for after the previous one.
+fn session(passphrase: &str, user: &str, password: &str) -> Vec<(String, String)> {
+    let mark = |name: &str| format!("printf '=%s=\\n' {name}");
+    let dom0 = format!("{user}@dom0-e2e:~$");
+    let work = format!("{user}@work:~$");
+    // Every path an xl config names for the kernel exists; so does every
+    // disk of a running qube.
+    let paths = "sudo sh -c 'for c in /var/lib/qubes/xl/*.cfg; do n=$(basename $c .cfg); \
+         for p in $(grep -oE \"^(kernel|ramdisk) = \\\"[^\\\"]*\" $c | cut -d\\\" -f2); do [ -e $p ] || printf \"%s:%s\\n\" LOST \"$n $p\"; done; \
+         if xl domid $n >/dev/null 2>&1; then for p in $(grep -oE \"target=[^\\\"]*\" $c | cut -d= -f2); do [ -e $p ] || printf \"%s:%s\\n\" LOST \"$n $p\"; done; fi; done'";
+    let steps: Vec<(&str, String)> = vec![
+        ("Please unlock disk", format!("{passphrase}\r")),
+        ("dom0-e2e login:", format!("{user}\r")),
+        ("Password:", format!("{password}\r")),
+        (
+            &dom0,
+            format!(
+                "[ \"$(echo {password} | sudo -S -p '' id -u)\" = 0 ] && {}; {}\r",
+                mark("SUDO-OK"),
+                mark("A")
+            ),
+        ),
+        (
+            "=A=",
+            format!(
+                "qube list; [ $(qube list | grep -cE '^sys-(net|firewall) .* Running') = 2 ] && {}; {}\r",
+                mark("AUTOSTART-OK"),
+                mark("B")
+            ),
+        ),
+        (
+            "=B=",
+            "time qube start work && qube console work\r".to_string(),
+        ),
+        ("work login:", format!("{user}\r")),
+        (
+            &work,
+            format!(
+                "[ $(hostname) = work ] && {}; sudo -n true && {}; echo kept > ~/e2e-kept; echo junk | sudo tee /etc/e2e-junk >/dev/null; sync; {}\r",
+                mark("HOSTNAME-OK"),
+                mark("QUBE-SUDO-OK"),
+                mark("C")
+            ),
+        ),
+        // Ctrl-] leaves xl console
+        ("=C=", "\x1d".to_string()),
+        (
+            &dom0,
+            format!(
+                "{paths}; {}; time qube shutdown work; qube list | grep ^work; {}\r",
+                mark("PATHS-CHECKED"),
+                mark("D")
+            ),
+        ),
+        (
+            "=D=",
+            "time qube start work && qube console work\r".to_string(),
+        ),
+        ("work login:", format!("{user}\r")),
+        (
+            &work,
+            format!(
+                "[ \"$(cat ~/e2e-kept)\" = kept ] && {}; [ ! -e /etc/e2e-junk ] && {}; {}\r",
+                mark("HOME-KEPT"),
+                mark("ROOT-RESET"),
+                mark("E")
+            ),
+        ),
+        ("=E=", "\x1d".to_string()),
+        (
+            &dom0,
+            format!(
+                "time qube start vault; qube list | grep -qE '^vault .* Running' && {}; qube list; {}\r",
+                mark("VAULT-OK"),
+                mark("F")
+            ),
+        ),
+        ("=F=", format!("echo {password} | sudo -S -p '' poweroff\r")),
+    ];
+    steps.into_iter().map(|(m, k)| (m.to_string(), k)).collect()
+}
+
+/// What must be on the console, in the words the checks print.
+const CHECKS: &[(&str, &str)] = &[
+    ("GRUB's Xen entry", "Loading Xen"),
+    ("the passphrase prompt", "Please unlock disk"),
+    ("firstboot finished", "firstboot: complete:"),
+    ("sudo for the dom0 user", "=SUDO-OK="),
+    ("sys-net and sys-firewall running", "=AUTOSTART-OK="),
+    ("work's hostname", "=HOSTNAME-OK="),
+    ("sudo inside work", "=QUBE-SUDO-OK="),
+    ("/home kept across a restart", "=HOME-KEPT="),
+    ("root reset by a restart", "=ROOT-RESET="),
+    ("vault running", "=VAULT-OK="),
+];
+
+/// Boots the installed `disk` and runs the session. `passphrase` unlocks
+/// it; `user`/`password` are the dom0 user the install made.
+pub fn run(disk: &std::path::Path, passphrase: &str, user: &str, password: &str) -> Result<()> {
+    let mut vm = Vm::new()
+        // Xen gives dom0 up to dom0_mem's max (4 GiB, Qubes' setting); the
+        // rest is what the qubes start in. (Ballooning dom0 down for them,
+        // xl's autoballoon, works too but is slow under emulation.)
+        .memory_mib(8192)
+        .smp(2)
+        // Without XSAVE: under TCG, Xen's PVH dom0 saw corrupted FPU state
+        // (glibc's malloc aborting in cryptsetup, a triple fault).
+        .cpu("max,-rdtscp,-avx,-avx2,-avx512f,-xsave")
+        .amd_iommu()
+        .no_vga()
+        .disk(Disk::new(disk).bus(Bus::Virtio))
+        .wait_for("reboot: Power down")
+        .timeout(Duration::from_secs(3600));
+    for (marker, keys) in session(passphrase, user, password) {
+        vm = vm.send_when(&marker, keys);
+    }
+    let o = boot("installed system: Xen, firstboot, qubes", vm)?;
+    let text = o.serial.replace('\r', "");
+    let mut missing = Vec::new();
+    for (what, needle) in CHECKS {
+        let seen = text.contains(needle);
+        eprintln!(
+            "      {what:<34} {}",
+            if seen { "seen" } else { "NOT seen" }
+        );
+        if !seen {
+            missing.push(*what);
+        }
+    }
+    for l in text.lines().filter(|l| {
+        l.contains("firstboot: complete")
+            || l.contains("firstboot: [")
+            || l.starts_with("real\t")
+            || l.starts_with("LOST:")
+            || (l.contains("Stopped") && l.contains("Bulkhead qube"))
+    }) {
+        eprintln!("      | {}", l.trim_end());
+    }
+    let lost: Vec<&str> = text.lines().filter(|l| l.starts_with("LOST:")).collect();
+    // At poweroff systemd stops each qube before its netvm.
+    let stopped = |q: &str| {
+        text.lines().position(|l| {
+            l.contains("Stopped") && l.trim_end().ends_with(&format!("Bulkhead qube {q}."))
+        })
+    };
+    match (stopped("sys-firewall"), stopped("sys-net")) {
+        (Some(fw), Some(net)) if fw < net => {
+            eprintln!("      {:<34} seen", "qubes stopped before their netvm")
+        }
+        other => {
+            eprintln!(
+                "      {:<34} NOT seen ({other:?})",
+                "qubes stopped before their netvm"
+            );
+            missing.push("sys-firewall stopped before sys-net at poweroff");
+        }
+    }
+    if !text.contains("=PATHS-CHECKED=") {
+        missing.push("the xl configs' paths checked");
+    }
+    if !missing.is_empty() || !lost.is_empty() {
+        bail!(
+            "the installed system did not show {}{}; console in target/qemu-logs/",
+            missing.join(", "),
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; paths the xl configs name are missing: {}",
+                    lost.join(" ")
+                )
+            }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_typed_command_contains_a_marker_it_waits_for() {
+        let s = session("pass", "alice", "pw");
+        for (_, keys) in &s {
+            for (_, needle) in CHECKS {
+                if needle.starts_with('=') {
+                    assert!(!keys.contains(needle), "{keys:?} types {needle}");
+                }
+            }
+            assert!(!keys.contains("LOST:"));
+        }
+        for (marker, _) in &s {
+            if marker.starts_with('=') {
+                assert!(s.iter().all(|(_, k)| !k.contains(marker.as_str())));
+            }
+        }
+    }
+}

@@ -320,7 +320,10 @@ impl Control {
                      The unit's stop gives the volumes back; fix the cause and `qube start {name}` again"
                 )));
             }
-            if self.xen.has_domid(name) {
+            // Xen builds the domain paused and xl unpauses it once its
+            // devices are attached: only then can its console be opened.
+            let state = self.xen.states().ok().and_then(|m| m.get(name).copied());
+            if state.is_some_and(|s| s != PowerState::Paused) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));

@@ -20,8 +20,6 @@ pub const PRIVATE_IMG_SIZE: u64 = 2 * 1024 * 1024 * 1024;
 pub const ROOT_IMG_SIZE: u64 = 10 * 1024 * 1024 * 1024;
 /// Default memory of a qube without PCI devices (MiB).
 pub const DEFAULT_MEMORY: u32 = 400;
-/// Default maximum memory for memory balancing (MiB).
-pub const DEFAULT_MAXMEM: u32 = 4000;
 /// Default virtual CPUs.
 pub const DEFAULT_VCPUS: u32 = 2;
 

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Class, DEFAULT_MAXMEM, DEFAULT_MEMORY, DEFAULT_VCPUS, VirtMode, VolumeConfig};
+use crate::model::{Class, DEFAULT_MEMORY, DEFAULT_VCPUS, VirtMode, VolumeConfig};
 
 /// Qubes' `kernelopts_common` (qubes/config.py), with the root on xvda.
 const KERNELOPTS_COMMON: &str = "root=/dev/xvda ro nomodeset console=hvc0 rd_NO_PLYMOUTH rd.plymouth.enable=0 plymouth.enable=0 xen_privcmd.unrestricted";
@@ -66,14 +66,13 @@ pub fn render(x: &XlInput<'_>) -> String {
     let _ = writeln!(s, "name = {}", q(x.name));
     let _ = writeln!(s, "uuid = {}", q(x.uuid));
     let _ = writeln!(s, "type = {}", q(x.virt_mode.as_str()));
-    // Qubes gives qubes with PCI devices no memory balancing (maxmem = memory).
-    let maxmem = if x.pci.is_empty() {
-        DEFAULT_MAXMEM.max(x.memory)
-    } else {
-        x.memory
-    };
+    // Qubes balances memory between qubes (qmemman growing each from
+    // `memory` towards maxmem, 4000 MiB). Without qmemman nothing would
+    // ever give a qube more, and a PVH guest whose maxmem exceeds its
+    // memory first balloons the difference away (over a minute under
+    // emulation): each qube gets `memory` and no more.
     let _ = writeln!(s, "memory = {}", x.memory);
-    let _ = writeln!(s, "maxmem = {maxmem}");
+    let _ = writeln!(s, "maxmem = {}", x.memory);
     let _ = writeln!(s, "vcpus = {}", x.vcpus);
     if let Some(k) = x.kernel {
         let dir = format!("{}/{k}", names::VM_KERNELS_ABS);

@@ -103,7 +103,7 @@ fn xl_create_accepts_every_config() {
 
     let work = j("work");
     assert_eq!(work["c_info"]["type"], "pvh");
-    assert_eq!(work["b_info"]["max_memkb"], 4000 * 1024);
+    assert_eq!(work["b_info"]["max_memkb"], 400 * 1024);
     assert_eq!(
         work["b_info"]["kernel"],
         "/var/lib/qubes/vm-kernels/6.6.48-1/vmlinuz"

@@ -17,6 +17,8 @@ use crate::output as tool;
 const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/bulkhead";
 /// systemd in the installed dom0 under TCG: units get 15 minutes to start.
 const TCG_DOM0_ARGS: &str = "systemd.default_timeout_start_sec=900";
+/// Xen under TCG: a PVH dom0 (TCG cannot run a PV one).
+const TCG_XEN_ARGS: &str = "dom0=pvh";
 /// systemd 252 gives up on a device after 90 s (DefaultDeviceTimeoutSec,
 /// which has no kernel switch before 254), and udev's coldplug in a dom0
 /// under TCG takes about that long: whether /boot, the ESP, swap and hvc0
@@ -99,7 +101,7 @@ pub fn install_test(
                     "[disk]\ndevice = \"/dev/vda\"\nerase = \"/dev/vda\"\npassphrase_file = \"{FW_CFG}/passphrase/raw\"\n\n\
                      [system]\ntimezone = \"Europe/Berlin\"\nkeyboard = \"us\"\nhostname = \"dom0-e2e\"\n\
                      # TCG cannot run a PV dom0, and udev needs minutes there\n\
-                     xen_args = \"dom0=pvh\"\ndom0_args = \"{TCG_DOM0_ARGS}\"\n\n\
+                     xen_args = \"{TCG_XEN_ARGS}\"\ndom0_args = \"{TCG_DOM0_ARGS}\"\n\n\
                      [user]\nname = \"{E2E_USER}\"\npassword_file = \"{FW_CFG}/password/raw\"\n\n\
                      [hardware]\naccept_warnings = [\"ram\", \"iommu\", \"keyboard\", \"virtualization\", \"disk\"]\n"
                 ),
@@ -135,7 +137,8 @@ pub fn install_test(
             let pass = format!("{E2E_PASSPHRASE}\t{E2E_PASSPHRASE}\r");
             let consent = format!(" {DOWN}").repeat(6) + "\r";
             let vm = vm(&format!(
-                "{serial_entry} bulkhead.xen_args=dom0=pvh bulkhead.dom0_args={}",
+                "{serial_entry} bulkhead.xen_args={} bulkhead.dom0_args={}",
+                TCG_XEN_ARGS.replace(' ', ","),
                 TCG_DOM0_ARGS.replace(' ', ",")
             ))
             .screen(24, 80)
@@ -168,6 +171,17 @@ pub fn install_test(
         crate::qubes_test::run(&disk, E2E_PASSPHRASE, E2E_USER, E2E_PASSWORD)?;
     }
     Ok(())
+}
+
+/// The installed-system session on a disk an earlier install left.
+pub fn qubes_test(disk: &Path) -> Result<()> {
+    if !disk.is_file() {
+        bail!(
+            "{} does not exist: make it with `cargo xtask install-test --no-boot --keep DIR`",
+            disk.display()
+        );
+    }
+    crate::qubes_test::run(disk, E2E_PASSPHRASE, E2E_USER, E2E_PASSWORD)
 }
 
 /// A partition of the installed disk as `sgdisk -p` lists it.

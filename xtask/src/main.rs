@@ -83,6 +83,10 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    /// Boot a disk kept by `install-test --keep DIR` (DIR/target.img) and
+    /// use the installed system and its qubes as install-test does. The
+    /// disk is changed: copy it first to boot it again from scratch.
+    QubesTest { disk: PathBuf },
     /// Measure our tools against the standard ones; writes bench/RESULTS.md.
     Bench,
     /// Regenerate the reference sections of README.md from the code.
@@ -145,6 +149,7 @@ fn main() -> Result<()> {
             host::ensure_packages(&root)?;
             run(Command::new("cargo").args(["run", "--release", "--quiet", "-p", "bench"]))
         }
+        Cmd::QubesTest { disk } => e2e::qubes_test(&disk),
         Cmd::BootTest { iso } => {
             let iso = match iso {
                 Some(p) => p,
@@ -370,10 +375,12 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso repro", &mut || {
             iso::repro(root, &root.join("out/inputs.lock"))
         })?;
-        // The installed disk then boots under Xen (PVH dom0 under TCG):
-        // firstboot, the dom0 user's login, the qubes (qubes_test.rs).
-        step("e2e unattended install and installed boot", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, true, None)
+        // The installed disk's own boot and its qubes (`cargo xtask
+        // install-test`, qubes_test.rs) stay out of CI for now: under TCG,
+        // Xen's PVH dom0 and its domUs triple-fault at random once several
+        // domains run (see the README's Tests section).
+        step("e2e unattended install", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Unattended, false, None)
         })?;
         step("e2e keystroke install", &mut || {
             e2e::install_test(&iso, e2e::Driver::Keystrokes, false, None)

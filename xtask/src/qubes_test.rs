@@ -119,9 +119,9 @@ const CHECKS: &[(&str, &str)] = &[
 pub fn run(disk: &std::path::Path, passphrase: &str, user: &str, password: &str) -> Result<()> {
     let mut vm = Vm::new()
         // Xen gives dom0 up to dom0_mem's max (4 GiB, Qubes' setting); the
-        // rest is what the qubes start in. (Ballooning dom0 down for them,
-        // xl's autoballoon, works too but is slow under emulation.)
-        .memory_mib(8192)
+        // rest is the qubes' without ballooning dom0 down, which works
+        // but too slowly under emulation for xl's wait.
+        .memory_mib(6144)
         .smp(2)
         // Without XSAVE: under TCG, Xen's PVH dom0 saw corrupted FPU state
         // (glibc's malloc aborting in cryptsetup, a triple fault).

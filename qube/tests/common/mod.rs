@@ -72,7 +72,9 @@ create)
         exit 3
     fi
     name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$3")
-    echo "-b----" > "$S/dom-$name"
+    # built paused, unpaused once its devices are attached
+    echo "--p---" > "$S/dom-$name"
+    ( sleep 0.5; [ -e "$S/dom-$name" ] && echo "-b----" > "$S/dom-$name" ) &
     echo "Parsing config from $3" >&2
     while [ -e "$S/dom-$name" ]; do sleep 0.05; done
     exit "${FAKE_XL_EXIT:-0}"

@@ -423,12 +423,13 @@ fn squashfs_payload_is_unpacked_by_unsquashfs() {
     );
 }
 
-#[test]
-fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("payload");
+/// A payload and a medium with a small template (accounts, a kernel) and,
+/// with `kit`, the qubes' boot kit beside it, as iso-builder lays it out;
+/// returns the payload directory and the template image.
+fn template_medium(dir: &Path, kit: bool) -> (PathBuf, PathBuf) {
+    let src = dir.join("payload");
     fake_payload(&src);
-    let tsrc = tmp.path().join("template");
+    let tsrc = dir.join("template");
     for (rel, text) in [
         ("etc/hostname", "template\n"),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
@@ -442,15 +443,24 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
     }
-    let medium = tmp.path().join("medium");
+    let medium = dir.join("medium");
     let img = medium.join("template.squashfs");
     fs::create_dir_all(&medium).unwrap();
     squash(&tsrc, &img);
-    // the boot kit iso-builder puts beside the template
-    let kit = medium.join("vm-kernels/6.1.0-10-amd64");
-    fs::create_dir_all(&kit).unwrap();
-    fs::write(kit.join("vmlinuz"), "vm kernel").unwrap();
-    fs::write(kit.join("initramfs"), "vm initramfs").unwrap();
+    if kit {
+        let k = medium.join("vm-kernels/6.1.0-10-amd64");
+        fs::create_dir_all(&k).unwrap();
+        fs::write(k.join("vmlinuz"), "vm kernel").unwrap();
+        fs::write(k.join("initramfs"), "vm initramfs").unwrap();
+    }
+    (src, img)
+}
+
+#[test]
+fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, img) = template_medium(tmp.path(), true);
+    let kit = tmp.path().join("medium/vm-kernels/6.1.0-10-amd64");
     let root = tmp.path().join("t");
     let mut t = DirTarget::new(&root);
     let mut events = Vec::new();
@@ -548,13 +558,7 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
 #[test]
 fn a_medium_without_the_qubes_boot_kit_is_refused_before_the_template_is_made() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("payload");
-    fake_payload(&src);
-    let tsrc = tmp.path().join("template");
-    fs::create_dir_all(tsrc.join("etc")).unwrap();
-    fs::write(tsrc.join("etc/hostname"), "template\n").unwrap();
-    let img = tmp.path().join("template.squashfs");
-    squash(&tsrc, &img);
+    let (src, img) = template_medium(tmp.path(), false);
     let root = tmp.path().join("t");
     let mut t = DirTarget::new(&root);
     let (e, _) = engine::install(

@@ -227,7 +227,7 @@ impl Initramfs {
         }
 
         let loaded = self.stage_modules(staging.path())?;
-        add_tree(&mut a, staging.path(), staging.path())?;
+        a.add_tree(staging.path())?;
         a.file_bytes("etc/bulkhead/modules", loaded.join("\n") + "\n", 0o644)?;
 
         let init = if self.script_is_init {
@@ -326,32 +326,6 @@ fn add_host_path(
     }
     let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
     a.file_from_host(&guest, &here, mode)?;
-    Ok(())
-}
-
-/// Adds every file below `dir` at its path relative to `base`.
-fn add_tree(a: &mut Archive, base: &Path, dir: &Path) -> Result<(), HarnessError> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(io_err("listing", dir))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let rel = p
-            .strip_prefix(base)
-            .map_err(|_| {
-                HarnessError::Setup(format!("{} outside {}", p.display(), base.display()))
-            })?
-            .to_string_lossy()
-            .into_owned();
-        if p.is_dir() {
-            a.dir(&rel, 0o755)?;
-            add_tree(a, base, &p)?;
-        } else {
-            a.file_from_host(&rel, &p, 0o644)?;
-        }
-    }
     Ok(())
 }
 

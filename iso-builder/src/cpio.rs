@@ -205,6 +205,39 @@ impl Archive {
         self.insert(path, perm, Content::Bytes(data))
     }
 
+    /// Adds every directory (mode 0755) and file (0644) below the host
+    /// directory `dir` at its path relative to `dir`, in sorted order.
+    pub fn add_tree(&mut self, dir: &Path) -> Result<(), CpioError> {
+        self.add_tree_below(dir, dir)
+    }
+
+    fn add_tree_below(&mut self, base: &Path, dir: &Path) -> Result<(), CpioError> {
+        let rel = |p: &Path| {
+            p.strip_prefix(base)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| CpioError::Source {
+                path: rel(dir),
+                host: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                self.dir(&rel(&p), 0o755)?;
+                self.add_tree_below(base, &p)?;
+            } else {
+                self.file_from_host(&rel(&p), &p, 0o644)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a regular file whose contents are read from `host` when the
     /// archive is written. The size limit is checked now.
     pub fn file_from_host(

@@ -6,7 +6,7 @@
 //! in their modules and init.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cpio::{Archive, CpioError};
 use crate::kmod::{self, KmodError};
@@ -104,7 +104,7 @@ impl Initramfs<'_> {
         for (applet, dir) in APPLETS {
             a.symlink(&format!("{dir}/{applet}"), "../bin/busybox")?;
         }
-        add_tree(&mut a, staging.path(), staging.path())?;
+        a.add_tree(staging.path())?;
         a.file_bytes("etc/bulkhead/modules", set.load.join("\n") + "\n", 0o644)?;
         a.file_bytes("init", self.init.to_string(), 0o755)?;
         let f = fs::File::create(dest).map_err(|source| {
@@ -117,28 +117,4 @@ impl Initramfs<'_> {
         a.write_to(std::io::BufWriter::new(f), 0)?;
         Ok(())
     }
-}
-
-fn add_tree(a: &mut Archive, base: &Path, dir: &Path) -> Result<(), InitramfsError> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|source| {
-            InitramfsError::Io(sysutil::IoError::new("listing", dir.to_path_buf(), source))
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let rel = p
-            .strip_prefix(base)
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if p.is_dir() {
-            a.dir(&rel, 0o755)?;
-            add_tree(a, base, &p)?;
-        } else {
-            a.file_from_host(&rel, &p, 0o644)?;
-        }
-    }
-    Ok(())
 }

@@ -268,7 +268,7 @@ mod tests {
         for p in [QUBE_BIN, QUBE_UNIT, QUBE_SUDOERS] {
             assert!(PAYLOAD_REQUIRED.contains(&p), "{p} not required");
         }
-        for u in NETWORK_UNITS {
+        for u in NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS) {
             assert!(files.contains(&Extra::symlink(
                 &format!("etc/systemd/system/{u}"),
                 "/dev/null"

@@ -307,6 +307,8 @@ impl Control {
             });
         }
         let wait_err = |e| Error::io("waiting for", Path::new("xl"), e);
+        let serves_network = Self::qube(&x, name)?.prop("provides_network") == Some("True");
+        let mut told = false;
         loop {
             if let Some(status) = child.try_wait().map_err(wait_err)? {
                 // Let the reader take xl's last words.
@@ -322,9 +324,17 @@ impl Control {
             }
             // Xen builds the domain paused and xl unpauses it once its
             // devices are attached: only then can its console be opened.
+            // A qube that provides network is ready once its backend
+            // serves clients, so that their vifs find it.
             let state = self.xen.states().ok().and_then(|m| m.get(name).copied());
             if state.is_some_and(|s| s != PowerState::Paused) {
-                break;
+                if !serves_network || self.xen.netback_ready(name) {
+                    break;
+                }
+                if !told {
+                    say(&format!("waiting for {name}'s network backend"));
+                    told = true;
+                }
             }
             std::thread::sleep(Duration::from_millis(250));
         }

@@ -1,6 +1,7 @@
 //! Xen's toolstack as the `qube` command uses it: whether this boot runs
 //! Xen (dom0's `/proc/xen/capabilities` says `control_d`), the domains `xl
-//! list` shows with their power state, `xl shutdown -w` bounded by a limit,
+//! list` shows with their power state, whether a netvm's backend is up
+//! (xenstore), `xl shutdown -w` bounded by a limit,
 //! `xl destroy`, and systemd's readiness notification for a qube's unit.
 //!
 //! Paths are under the system root, so a test gives an offline root a
@@ -131,6 +132,16 @@ impl Xen {
             .is_ok_and(|s| s.success())
     }
 
+    /// Whether the qube's network backend says it serves clients (the key
+    /// its `bulkhead-netback` unit writes in its own xenstore directory).
+    pub fn netback_ready(&self, name: &str) -> bool {
+        let Ok(out) = sysutil::run(self.xl().args(["domid", name])) else {
+            return false;
+        };
+        let key = format!("/local/domain/{}/{}", out.trim(), names::NETBACK_READY_KEY);
+        sysutil::run(Command::new("xenstore-read").arg(key)).is_ok_and(|v| v.trim() == "ready")
+    }
+
     /// `xl destroy NAME`.
     pub fn destroy(&self, name: &str) -> Result<(), Error> {
         sysutil::run(self.xl().args(["destroy", name]))?;
@@ -152,9 +163,24 @@ impl Xen {
             })
         })?;
         let deadline = Instant::now() + limit;
-        let why = loop {
+        let why = 'wait: loop {
             match child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(format!("{name} shut down")),
+                // xl returns once the guest has shut down; the domain is
+                // gone only when its xl has destroyed it and its backends
+                // let go. Stopping before then would kill that xl midway
+                // and leave a paused, shut-down domain holding the volumes.
+                Ok(Some(s)) if s.success() => loop {
+                    if !self.has_domid(name) {
+                        return Ok(format!("{name} shut down"));
+                    }
+                    if Instant::now() >= deadline {
+                        break 'wait format!(
+                            "it shut down but was still there after {} s",
+                            limit.as_secs()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                },
                 Ok(Some(s)) => {
                     let mut err = String::new();
                     if let Some(mut e) = child.stderr.take() {

@@ -10,7 +10,8 @@
 //! Qubes sets through qubesdb); the running volume of each disk as lvm.py
 //! names it (xvda root, xvdb private, xvdc volatile; no xvdd, since the
 //! kernel is the template's own and its modules are in the root, see
-//! vmkit), a routed vif to the netvm with Qubes' addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
+//! vmkit), each served through dom0's `block-bulkhead` hotplug script
+//! (firstboot/xen/), a routed vif to the netvm with Qubes' addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
 //! 00:16:3e:5e:6c:QID) and PCI passthrough for sys-net and sys-usb, whose
 //! HVM device model runs in a stub domain as in Qubes.
 
@@ -103,7 +104,8 @@ pub fn render(x: &XlInput<'_>) -> String {
             _ => continue,
         };
         disks.push(format!(
-            "format=raw, vdev={vdev}, access=rw, target=/dev/{}",
+            "format=raw, vdev={vdev}, access=rw, script={}, target=/dev/{}",
+            names::QUBE_BLOCK_SCRIPT_NAME,
             v.running_vid()
         ));
     }
@@ -113,9 +115,10 @@ pub fn render(x: &XlInput<'_>) -> String {
             &mut s,
             "vif",
             &[format!(
-                "mac={}, ip={}, backend={net}, script=vif-route-qubes",
+                "mac={}, ip={}, backend={net}, script={}",
                 mac(x.qid),
-                ip(x.qid, x.dispid)
+                ip(x.qid, x.dispid),
+                names::VIF_SCRIPT_NAME
             )],
         );
     }

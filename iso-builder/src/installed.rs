@@ -1,18 +1,23 @@
 //! What the pipeline adds to the trees of the installed system: the dom0
 //! payload gets firstboot with its unit enabled, the `qube` command with the
 //! qubes' template unit and the sudoers rule letting the qubes group run it,
-//! xl's ballooning of dom0, GRUB's Xen command line for later `update-grub`
-//! runs, and no network; the qube template gets a qube's volume layout
-//! (fstab and its home unit, files in `iso-builder/template/`). No Debian
-//! package carries these.
+//! xl's ballooning of dom0, the qubes' disk hotplug script, GRUB's Xen
+//! command line for later `update-grub` runs, and no network; the qube
+//! template gets a qube's volume layout (fstab and its home unit) and the
+//! network backend a netvm runs (files in `iso-builder/template/`). No
+//! Debian package carries these.
 
 use crate::rootfs::Extra;
 
-use names::{FIRSTBOOT_BIN, FIRSTBOOT_UNIT, QUBE_BIN, QUBE_SUDOERS, QUBE_UNIT, XEN_CMDLINE};
+use names::{
+    FIRSTBOOT_BIN, FIRSTBOOT_UNIT, QUBE_BIN, QUBE_BLOCK_SCRIPT, QUBE_SUDOERS, QUBE_UNIT,
+    VIF_SCRIPT, XEN_CMDLINE,
+};
 
 const UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-firstboot.service");
 const QUBE_UNIT_TEXT: &str = include_str!("../../firstboot/systemd/bulkhead-qube@.service");
 const QUBE_SUDOERS_TEXT: &str = include_str!("../../qube/sudoers");
+const QUBE_BLOCK_SCRIPT_TEXT: &str = include_str!("../../firstboot/xen/block-bulkhead");
 
 /// Units that would put dom0 on the network; masked so a NIC stays for
 /// sys-net even if someone installs the package later.
@@ -44,6 +49,7 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
         Extra::file(QUBE_UNIT, QUBE_UNIT_TEXT, 0o644),
         // sudo ignores a sudoers file that is writable or not 0440-like.
         Extra::file(QUBE_SUDOERS, QUBE_SUDOERS_TEXT, 0o440),
+        Extra::file(QUBE_BLOCK_SCRIPT, QUBE_BLOCK_SCRIPT_TEXT, 0o755),
         Extra::file(
             "etc/default/grub.d/bulkhead.cfg",
             format!(
@@ -80,14 +86,28 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
 
 /// The files added to the `template` tree: a qube's volumes in its fstab
 /// (root, private on /rw with /home on it, volatile as swap) and the unit
-/// that puts the homes on the private volume. The template's systemd does
-/// the rest: `x-systemd.makefs` gives a blank private volume its file
-/// system and the fresh volatile its swap signature.
+/// that puts the homes on the private volume; the network backend of a
+/// qube that serves clients (its unit, enabled, and the vif hotplug
+/// script) with the clients' vifs left out of NetworkManager's hands. The
+/// template's systemd does the rest: `x-systemd.makefs` gives a blank
+/// private volume its file system and the fresh volatile its swap
+/// signature.
 pub fn template_files() -> Vec<Extra> {
     vec![
         Extra::file("etc/fstab", QUBE_FSTAB, 0o644),
         Extra::file(QUBE_HOME_UNIT, QUBE_HOME_UNIT_TEXT, 0o644),
         Extra::file(QUBE_HOME_SCRIPT, QUBE_HOME_SCRIPT_TEXT, 0o755),
+        Extra::file(NETBACK_UNIT, NETBACK_UNIT_TEXT, 0o644),
+        Extra::symlink(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-netback.service",
+            &format!("/{NETBACK_UNIT}"),
+        ),
+        Extra::file(VIF_SCRIPT, VIF_SCRIPT_TEXT, 0o755),
+        Extra::file(
+            "etc/NetworkManager/conf.d/30-bulkhead-vif.conf",
+            NM_VIF_TEXT,
+            0o644,
+        ),
     ]
 }
 
@@ -96,6 +116,10 @@ pub const QUBE_HOME_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube-home.serv
 const QUBE_HOME_UNIT_TEXT: &str = include_str!("../template/bulkhead-qube-home.service");
 pub const QUBE_HOME_SCRIPT: &str = "usr/lib/bulkhead/qube-home";
 const QUBE_HOME_SCRIPT_TEXT: &str = include_str!("../template/qube-home");
+pub const NETBACK_UNIT: &str = "usr/lib/systemd/system/bulkhead-netback.service";
+const NETBACK_UNIT_TEXT: &str = include_str!("../template/bulkhead-netback.service");
+const VIF_SCRIPT_TEXT: &str = include_str!("../template/vif-route-qubes");
+const NM_VIF_TEXT: &str = include_str!("../template/nm-unmanaged-vif.conf");
 
 /// Paths the payload must hold (`*` matches within one path component):
 /// Xen, the dom0 kernel, the toolstack, LVM thin provisioning, LUKS unlock
@@ -124,6 +148,10 @@ pub const PAYLOAD_REQUIRED: &[&str] = &[
     QUBE_BIN,
     QUBE_UNIT,
     QUBE_SUDOERS,
+    QUBE_BLOCK_SCRIPT,
+    // the block script's tools
+    "usr/bin/xenstore-write",
+    "usr/bin/stat",
 ];
 
 /// What must not be in the payload: anything that would put dom0 on the
@@ -156,6 +184,14 @@ pub const TEMPLATE_REQUIRED: &[&str] = &[
     "etc/fstab",
     QUBE_HOME_UNIT,
     QUBE_HOME_SCRIPT,
+    // the network backend: netback, xl devd and what its scripts use
+    "usr/lib/modules/*/kernel/drivers/net/xen-netback/xen-netback.ko",
+    "usr/sbin/xl",
+    "usr/bin/xenstore-write",
+    "usr/bin/xenstore-read",
+    "usr/lib/x86_64-linux-gnu/libnss_myhostname.so.2",
+    NETBACK_UNIT,
+    VIF_SCRIPT,
 ];
 
 /// Whether `path` matches `pattern`, where `*` stands for any run of
@@ -284,5 +320,42 @@ mod tests {
             })
             .unwrap();
         assert!(grub.contains(&format!("GRUB_CMDLINE_XEN_DEFAULT=\"{XEN_CMDLINE}\"")));
+        // The qubes' disk hotplug script, executable, where xl looks for it.
+        let (script, mode) = file(QUBE_BLOCK_SCRIPT).unwrap();
+        assert_eq!(mode, 0o755);
+        assert!(script.starts_with(b"#!/bin/sh\n"));
+        assert!(PAYLOAD_REQUIRED.contains(&QUBE_BLOCK_SCRIPT));
+    }
+
+    #[test]
+    fn the_template_carries_an_enabled_network_backend() {
+        let files = template_files();
+        let file = |p: &str| {
+            files.iter().find_map(|e| match e {
+                Extra::File { path, data, mode } if path == p => {
+                    Some((String::from_utf8_lossy(data).into_owned(), *mode))
+                }
+                _ => None,
+            })
+        };
+        let (unit, _) = file(NETBACK_UNIT).unwrap();
+        assert!(unit.contains("ExecStart=/usr/sbin/xl devd -F\n"));
+        // what dom0's `qube run` waits for
+        assert!(unit.contains(&format!(
+            "ExecStartPost=/usr/bin/xenstore-write {} ready\n",
+            names::NETBACK_READY_KEY
+        )));
+        assert!(files.contains(&Extra::symlink(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-netback.service",
+            &format!("/{NETBACK_UNIT}"),
+        )));
+        let (vif, mode) = file(VIF_SCRIPT).unwrap();
+        assert_eq!(mode, 0o755);
+        assert!(vif.contains("hotplug-status\" connected"));
+        let (nm, _) = file("etc/NetworkManager/conf.d/30-bulkhead-vif.conf").unwrap();
+        assert!(nm.contains("unmanaged-devices=interface-name:vif*"));
+        for p in [NETBACK_UNIT, VIF_SCRIPT] {
+            assert!(TEMPLATE_REQUIRED.contains(&p), "{p} not required");
+        }
     }
 }

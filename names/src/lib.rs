@@ -49,6 +49,18 @@ pub const QUBE_BIN: &str = "usr/bin/qube";
 pub const QUBE_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube@.service";
 pub const QUBE_SUDOERS: &str = "etc/sudoers.d/bulkhead-qube";
 
+/// The hotplug script of the qubes' disks in dom0, which each disk of an
+/// xl config names (`script=NAME`, looked up in /etc/xen/scripts).
+pub const QUBE_BLOCK_SCRIPT: &str = "etc/xen/scripts/block-bulkhead";
+pub const QUBE_BLOCK_SCRIPT_NAME: &str = "block-bulkhead";
+/// The hotplug script of a client's vif in the qube serving its network
+/// (in the template), which each vif of an xl config names.
+pub const VIF_SCRIPT: &str = "etc/xen/scripts/vif-route-qubes";
+pub const VIF_SCRIPT_NAME: &str = "vif-route-qubes";
+/// The xenstore key, in a qube's own directory, that its network backend
+/// (`xl devd`) writes once it serves clients.
+pub const NETBACK_READY_KEY: &str = "data/bulkhead-netback";
+
 /// The template qube the installer makes, and where template root images
 /// are kept.
 pub const TEMPLATE_NAME: &str = "debian-12";
@@ -68,6 +80,18 @@ pub const XEN_CMDLINE: &str = "console=none dom0_mem=min:1024M dom0_mem=max:4096
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hotplug_scripts_are_found_by_their_names() {
+        assert_eq!(
+            QUBE_BLOCK_SCRIPT.rsplit_once('/'),
+            Some(("etc/xen/scripts", QUBE_BLOCK_SCRIPT_NAME))
+        );
+        assert_eq!(
+            VIF_SCRIPT.rsplit_once('/'),
+            Some(("etc/xen/scripts", VIF_SCRIPT_NAME))
+        );
+    }
 
     #[test]
     fn mapper_paths_double_dashes() {

@@ -58,6 +58,12 @@ fn run_is_ready_once_xen_has_the_domain_then_halt_and_release() {
         "{:?}",
         f.calls()
     );
+    // work serves no network: no backend is waited for.
+    assert!(
+        !f.calls().iter().any(|c| c.starts_with("xenstore-read")),
+        "{:?}",
+        f.calls()
+    );
 
     // While it runs: no second run, no release.
     let err = fails(&f.qube(r, &["run", "work"]).output().unwrap());
@@ -168,6 +174,69 @@ fn halt_destroys_a_domain_that_does_not_shut_down() {
     assert_eq!(
         f.calls().last().map(String::as_str),
         Some("xl destroy work")
+    );
+}
+
+#[test]
+fn halt_returns_only_once_the_domain_is_gone() {
+    // `xl shutdown -w` returns when the guest has shut down; its xl then
+    // destroys the domain. Returning before that, the unit's stop would
+    // kill that xl midway and leave the domain holding its volumes.
+    let d = root();
+    let r = d.path();
+    xen_on(r);
+    let f = Fakes::new();
+    f.domain("work", "-b----");
+    let o = f
+        .qube(r, &["halt", "work"])
+        .env("FAKE_XL_SHUTDOWN_LINGERS", "1")
+        .output()
+        .unwrap();
+    let err = ok(&o);
+    assert!(err.contains("work shut down"), "{err}");
+    assert!(
+        !f.state().join("dom-work").exists(),
+        "halt returned while Xen still had work"
+    );
+    assert!(
+        !f.calls().iter().any(|c| c.starts_with("xl destroy")),
+        "{:?}",
+        f.calls()
+    );
+}
+
+#[test]
+fn a_netvm_is_ready_only_once_its_network_backend_serves_clients() {
+    let d = root();
+    let r = d.path();
+    xen_on(r);
+    let f = Fakes::new();
+    let (sock_path, sock) = socket(f.dir.path());
+    let run = f
+        .qube(r, &["run", "sys-net"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        recv(&sock).as_deref(),
+        Some("READY=1\nSTATUS=sys-net is running")
+    );
+    // The fake backend answers "ready" the third time it is asked.
+    let asked: Vec<String> = f
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("xenstore-read"))
+        .collect();
+    assert_eq!(
+        asked,
+        vec!["xenstore-read /local/domain/7/data/bulkhead-netback".to_string(); 3]
+    );
+    ok(&f.qube(r, &["halt", "sys-net"]).output().unwrap());
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for sys-net's network backend"),
+        "{out:?}"
     );
 }
 

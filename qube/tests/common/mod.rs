@@ -1,5 +1,5 @@
 //! Shared fixtures: a system root made by first boot (offline backend,
-//! volumes recorded), a fake `xl` and `systemctl` on PATH for the control
+//! volumes recorded), a fake `xl`, `systemctl` and `xenstore-read` on PATH for the control
 //! flow only, and helpers to run the real `qube` binary.
 #![allow(dead_code)]
 
@@ -81,6 +81,12 @@ create)
     ;;
 shutdown)
     [ -n "$FAKE_XL_SHUTDOWN_HANGS" ] && exec sleep 30
+    if [ -n "$FAKE_XL_SHUTDOWN_LINGERS" ]; then
+        # the guest has shut down; its xl destroys the domain a moment later
+        echo "---s--" > "$S/dom-$3"
+        ( sleep 1; rm -f "$S/dom-$3" ) &
+        exit 0
+    fi
     rm -f "$S/dom-$3"
     ;;
 destroy)
@@ -90,6 +96,17 @@ destroy)
     exit 64
     ;;
 esac
+"#;
+
+/// A fake `xenstore-read`: a network backend says it is ready from the
+/// third time it is asked.
+const XENSTORE_READ: &str = r#"#!/bin/sh
+S="$FAKE_STATE"
+echo "xenstore-read $*" >> "$S/calls"
+n=$(grep -c '^xenstore-read ' "$S/calls")
+[ "$n" -ge 3 ] && { echo ready; exit 0; }
+echo "xenstore-read: couldn't read path $1" >&2
+exit 1
 "#;
 
 const SYSTEMCTL: &str = r#"#!/bin/sh
@@ -103,7 +120,11 @@ impl Fakes {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("bin")).unwrap();
         std::fs::create_dir(dir.path().join("state")).unwrap();
-        for (name, text) in [("xl", XL), ("systemctl", SYSTEMCTL)] {
+        for (name, text) in [
+            ("xl", XL),
+            ("systemctl", SYSTEMCTL),
+            ("xenstore-read", XENSTORE_READ),
+        ] {
             let p = dir.path().join("bin").join(name);
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();

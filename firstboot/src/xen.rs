@@ -27,8 +27,6 @@ pub enum PowerState {
     /// Shutting down or dying.
     Halting,
     Crashed,
-    /// Being built: neither running nor blocked yet.
-    Transient,
     Halted,
 }
 
@@ -39,7 +37,6 @@ impl PowerState {
             PowerState::Paused => "Paused",
             PowerState::Halting => "Halting",
             PowerState::Crashed => "Crashed",
-            PowerState::Transient => "Transient",
             PowerState::Halted => "Halted",
         }
     }
@@ -53,10 +50,11 @@ impl PowerState {
             PowerState::Halting
         } else if has('p') {
             PowerState::Paused
-        } else if has('r') || has('b') {
-            PowerState::Running
         } else {
-            PowerState::Transient
+            // `r` on a CPU, `b` blocked, no flag at all: runnable and
+            // waiting for a CPU (what a busy machine shows most of the
+            // time). Xen builds a domain paused, so none is "new".
+            PowerState::Running
         }
     }
 }
@@ -256,7 +254,7 @@ mod tests {
                    work                                         4   400     2     --p---       1.0\n\
                    gone                                         5   400     2     ---s--       1.0\n\
                    bad                                          6   400     2     ----c-       1.0\n\
-                   new                                          7   400     2     ------       0.0\n";
+                   waiting                                      7   400     2     ------       0.0\n";
         let m = parse_list(out);
         assert_eq!(m.len(), 6, "{m:?}");
         assert_eq!(m["Domain-0"], PowerState::Running);
@@ -264,7 +262,7 @@ mod tests {
         assert_eq!(m["work"], PowerState::Paused);
         assert_eq!(m["gone"], PowerState::Halting);
         assert_eq!(m["bad"], PowerState::Crashed);
-        assert_eq!(m["new"], PowerState::Transient);
+        assert_eq!(m["waiting"], PowerState::Running);
         assert!(parse_list("Name ID Mem VCPUs State Time(s)\n").is_empty());
     }
 

@@ -25,23 +25,30 @@ fn recv(s: &UnixDatagram) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// `qube run NAME` as its unit runs it, once systemd has been told it is
+/// ready (asserted); the child's stderr is captured.
+fn run_until_ready(f: &Fakes, r: &std::path::Path, name: &str) -> std::process::Child {
+    let (sock_path, sock) = socket(f.dir.path());
+    let run = f
+        .qube(r, &["run", name])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        recv(&sock),
+        Some(format!("READY=1\nSTATUS={name} is running"))
+    );
+    run
+}
+
 #[test]
 fn run_is_ready_once_xen_has_the_domain_then_halt_and_release() {
     let d = root();
     let r = d.path();
     xen_on(r);
     let f = Fakes::new();
-    let (sock_path, sock) = socket(f.dir.path());
-    let run = f
-        .qube(r, &["run", "work"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(
-        recv(&sock).as_deref(),
-        Some("READY=1\nSTATUS=work is running")
-    );
+    let run = run_until_ready(&f, r, "work");
     // The volumes of the run, as lvm.py's start makes them.
     let v = volumes(r);
     for want in [
@@ -154,19 +161,26 @@ fn run_exits_with_xls_status() {
     assert_eq!(run.wait_with_output().unwrap().status.code(), Some(5));
 }
 
-#[test]
-fn halt_destroys_a_domain_that_does_not_shut_down() {
+/// `qube halt work ARGS` while Xen runs work, the fake xl told `fake`;
+/// the fakes (for their calls) and halt's words.
+fn halt_running_work(args: &[&str], fake: &str) -> (Fakes, String) {
     let d = root();
     let r = d.path();
     xen_on(r);
     let f = Fakes::new();
     f.domain("work", "-b----");
     let o = f
-        .qube(r, &["halt", "work", "--timeout", "1"])
-        .env("FAKE_XL_SHUTDOWN_HANGS", "1")
+        .qube(r, &[&["halt", "work"][..], args].concat())
+        .env(fake, "1")
         .output()
         .unwrap();
     let err = ok(&o);
+    (f, err)
+}
+
+#[test]
+fn halt_destroys_a_domain_that_does_not_shut_down() {
+    let (f, err) = halt_running_work(&["--timeout", "1"], "FAKE_XL_SHUTDOWN_HANGS");
     assert!(
         err.contains("work destroyed: it did not shut down within 1 s"),
         "{err}"
@@ -182,17 +196,7 @@ fn halt_returns_only_once_the_domain_is_gone() {
     // `xl shutdown -w` returns when the guest has shut down; its xl then
     // destroys the domain. Returning before that, the unit's stop would
     // kill that xl midway and leave the domain holding its volumes.
-    let d = root();
-    let r = d.path();
-    xen_on(r);
-    let f = Fakes::new();
-    f.domain("work", "-b----");
-    let o = f
-        .qube(r, &["halt", "work"])
-        .env("FAKE_XL_SHUTDOWN_LINGERS", "1")
-        .output()
-        .unwrap();
-    let err = ok(&o);
+    let (f, err) = halt_running_work(&[], "FAKE_XL_SHUTDOWN_LINGERS");
     assert!(err.contains("work shut down"), "{err}");
     assert!(
         !f.state().join("dom-work").exists(),
@@ -211,17 +215,7 @@ fn a_netvm_is_ready_only_once_its_network_backend_serves_clients() {
     let r = d.path();
     xen_on(r);
     let f = Fakes::new();
-    let (sock_path, sock) = socket(f.dir.path());
-    let run = f
-        .qube(r, &["run", "sys-net"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(
-        recv(&sock).as_deref(),
-        Some("READY=1\nSTATUS=sys-net is running")
-    );
+    let run = run_until_ready(&f, r, "sys-net");
     // The fake backend answers "ready" the third time it is asked.
     let asked: Vec<String> = f
         .calls()

@@ -309,6 +309,8 @@ impl Control {
         let wait_err = |e| Error::io("waiting for", Path::new("xl"), e);
         let serves_network = Self::qube(&x, name)?.prop("provides_network") == Some("True");
         let mut told = false;
+        // The domain's id does not change while this xl runs it.
+        let mut domid = None;
         loop {
             if let Some(status) = child.try_wait().map_err(wait_err)? {
                 // Let the reader take xl's last words.
@@ -328,7 +330,13 @@ impl Control {
             // serves clients, so that their vifs find it.
             let state = self.xen.states().ok().and_then(|m| m.get(name).copied());
             if state.is_some_and(|s| s != PowerState::Paused) {
-                if !serves_network || self.xen.netback_ready(name) {
+                if !serves_network {
+                    break;
+                }
+                if domid.is_none() {
+                    domid = self.xen.domid(name);
+                }
+                if domid.is_some_and(|d| self.xen.netback_ready(d)) {
                     break;
                 }
                 if !told {

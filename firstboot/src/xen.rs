@@ -119,24 +119,29 @@ impl Xen {
         Ok(parse_list(&out))
     }
 
-    /// Whether `xl domid NAME` knows the domain.
-    pub fn has_domid(&self, name: &str) -> bool {
-        self.xl()
+    /// The domain's id, if `xl domid NAME` knows the domain.
+    pub fn domid(&self, name: &str) -> Option<u32> {
+        let out = self
+            .xl()
             .args(["domid", name])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     }
 
-    /// Whether the qube's network backend says it serves clients (the key
-    /// its `bulkhead-netback` unit writes in its own xenstore directory).
-    pub fn netback_ready(&self, name: &str) -> bool {
-        let Ok(out) = sysutil::run(self.xl().args(["domid", name])) else {
-            return false;
-        };
-        let key = format!("/local/domain/{}/{}", out.trim(), names::NETBACK_READY_KEY);
+    /// Whether `xl domid NAME` knows the domain.
+    pub fn has_domid(&self, name: &str) -> bool {
+        self.domid(name).is_some()
+    }
+
+    /// Whether the network backend of domain `domid` says it serves
+    /// clients (the key its `bulkhead-netback` unit writes in its own
+    /// xenstore directory).
+    pub fn netback_ready(&self, domid: u32) -> bool {
+        let key = format!("/local/domain/{domid}/{}", names::NETBACK_READY_KEY);
         sysutil::run(Command::new("xenstore-read").arg(key)).is_ok_and(|v| v.trim() == "ready")
     }
 

@@ -35,6 +35,15 @@ pub const NETWORK_UNITS: &[&str] = &[
 /// (bulkhead-qube@), which start, stop and give back their volumes.
 pub const XEN_DOMAIN_UNITS: &[&str] = &["xendomains.service"];
 
+/// Units of Debian's Xen packages that a qube has no use for: `xen`'s
+/// init script starts dom0's daemons and, in a domU, only loads modules
+/// (the network backend loads what it needs); `xendomains` starts and saves
+/// domains; `e2scrub_reap` removes LVM snapshots of e2scrub, which a qube's
+/// volumes never have. Masked in the template: each costs seconds of a
+/// qube's boot.
+pub const TEMPLATE_MASKED_UNITS: &[&str] =
+    &["xen.service", "xendomains.service", "e2scrub_reap.service"];
+
 /// The files added to the `payload` tree; `firstboot` and `qube` are the
 /// binaries. The qubes' units are enabled per qube by firstboot.
 pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
@@ -88,12 +97,13 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
 /// (root, private on /rw with /home on it, volatile as swap) and the unit
 /// that puts the homes on the private volume; the network backend of a
 /// qube that serves clients (its unit, enabled, and the vif hotplug
-/// script) with the clients' vifs left out of NetworkManager's hands. The
-/// template's systemd does the rest: `x-systemd.makefs` gives a blank
+/// script) with the clients' vifs left out of NetworkManager's hands; the
+/// units in [`TEMPLATE_MASKED_UNITS`] masked. The template's systemd does
+/// the rest: `x-systemd.makefs` gives a blank
 /// private volume its file system and the fresh volatile its swap
 /// signature.
 pub fn template_files() -> Vec<Extra> {
-    vec![
+    let mut v = vec![
         Extra::file("etc/fstab", QUBE_FSTAB, 0o644),
         Extra::file(QUBE_HOME_UNIT, QUBE_HOME_UNIT_TEXT, 0o644),
         Extra::file(QUBE_HOME_SCRIPT, QUBE_HOME_SCRIPT_TEXT, 0o755),
@@ -108,7 +118,14 @@ pub fn template_files() -> Vec<Extra> {
             NM_VIF_TEXT,
             0o644,
         ),
-    ]
+    ];
+    for u in TEMPLATE_MASKED_UNITS {
+        v.push(Extra::symlink(
+            &format!("etc/systemd/system/{u}"),
+            "/dev/null",
+        ));
+    }
+    v
 }
 
 const QUBE_FSTAB: &str = include_str!("../template/fstab");
@@ -356,6 +373,15 @@ mod tests {
         assert!(nm.contains("unmanaged-devices=interface-name:vif*"));
         for p in [NETBACK_UNIT, VIF_SCRIPT] {
             assert!(TEMPLATE_REQUIRED.contains(&p), "{p} not required");
+        }
+        // Early in the boot, yet stopped before the qube powers off.
+        assert!(unit.contains("DefaultDependencies=no\n"));
+        assert!(unit.contains("Conflicts=shutdown.target\n"));
+        for u in TEMPLATE_MASKED_UNITS {
+            assert!(files.contains(&Extra::symlink(
+                &format!("etc/systemd/system/{u}"),
+                "/dev/null"
+            )));
         }
     }
 }

@@ -375,12 +375,10 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso repro", &mut || {
             iso::repro(root, &root.join("out/inputs.lock"))
         })?;
-        // The installed disk's own boot and its qubes (`cargo xtask
-        // install-test`, qubes_test.rs) stay out of CI for now: under TCG,
-        // Xen's PVH dom0 and its domUs triple-fault at random once several
-        // domains run (see the README's Tests section).
-        step("e2e unattended install", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, false, None)
+        // The unattended install's disk is then booted and used as its user
+        // would (qubes_test.rs): Xen, firstboot, the qubes.
+        step("e2e unattended install and installed boot", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Unattended, true, None)
         })?;
         step("e2e keystroke install", &mut || {
             e2e::install_test(&iso, e2e::Driver::Keystrokes, false, None)

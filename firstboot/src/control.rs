@@ -25,6 +25,7 @@ use crate::qubesxml::{Domain, QubesXml};
 use crate::storage::{Lvm, Recorded, Storage};
 use crate::units::unit;
 use crate::xen::{PowerState, Xen};
+use crate::{qubenet, xlcfg};
 
 /// How long a qube's `halt` waits for its shutdown before destroying it
 /// (the unit gives ExecStop 3 minutes).
@@ -271,12 +272,31 @@ impl Control {
                 "Xen already has a domain {name}, not started by its unit: `qube kill {name}` ends it, then start it again"
             )));
         }
+        // The qube's network, as it is now in qubes.xml, on its kernel line.
+        let kernel_line = match qubenet::of(&x, Self::qube(&x, name)?)? {
+            Some(net) => {
+                let text =
+                    std::fs::read_to_string(&cfg).map_err(|e| Error::io("reading", &cfg, e))?;
+                match xlcfg::extra_of(&text) {
+                    Some(extra) => Some(format!("{extra} {}", net.kernel_args())),
+                    None => {
+                        say(&format!(
+                            "{} names no kernel line: {name} starts without its network settings",
+                            cfg.display()
+                        ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         self.prepare_loaded(&x, name, say)?;
         let mut cmd = self.xen.xl();
-        cmd.arg("create")
-            .arg("-F")
-            .arg(&cfg)
-            .stdin(Stdio::null())
+        cmd.arg("create").arg("-F").arg(&cfg);
+        if let Some(line) = &kernel_line {
+            cmd.arg(xlcfg::setting("extra", line));
+        }
+        cmd.stdin(Stdio::null())
             .stderr(Stdio::piped())
             .env_remove("NOTIFY_SOCKET");
         let shown = sysutil::describe(&cmd);

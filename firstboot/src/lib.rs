@@ -12,7 +12,8 @@
 //! After first boot, the `qube` command runs the qubes through [`control`]:
 //! one systemd unit per qube ([`units`]), its volumes started and released
 //! as qubes-core-admin's lvm driver does ([`lifecycle`]), the domain run by
-//! Xen's `xl` ([`xen`]).
+//! Xen's `xl` ([`xen`]), with the network settings Qubes gives through
+//! qubesdb on its kernel line ([`qubenet`]).
 
 pub mod adminapi;
 pub mod backend;
@@ -26,6 +27,7 @@ pub mod model;
 pub mod notice;
 pub mod offline;
 pub mod plan;
+pub mod qubenet;
 pub mod qubesxml;
 pub mod run;
 pub mod settings;

@@ -13,7 +13,9 @@
 //! vmkit), each served through dom0's `block-bulkhead` hotplug script
 //! (firstboot/xen/), a routed vif to the netvm with Qubes' addressing (10.137.0.QID, DispVMs 10.138.x.y by dispid; MAC
 //! 00:16:3e:5e:6c:QID) and PCI passthrough for sys-net and sys-usb, whose
-//! HVM device model runs in a stub domain as in Qubes.
+//! HVM device model runs in a stub domain as in Qubes. The qube's own view
+//! of its network (address, gateway, DNS) is not in the config: `qube run`
+//! adds it to the kernel line at each start ([`crate::qubenet`]).
 
 use std::fmt::Write as _;
 
@@ -53,10 +55,33 @@ pub fn mac(qid: u32) -> String {
     format!("00:16:3e:5e:6c:{:02x}", qid & 0xff)
 }
 
+/// A string in xl's config syntax.
+fn quote(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `KEY="VALUE"`, as `xl create CONFIG KEY=VALUE` takes a setting that
+/// replaces the config's own.
+pub fn setting(key: &str, value: &str) -> String {
+    format!("{key}={}", quote(value))
+}
+
+/// The kernel command line (`extra`) of a config [`render`] wrote.
+pub fn extra_of(cfg: &str) -> Option<String> {
+    let v = cfg.lines().find_map(|l| l.strip_prefix("extra = \""))?;
+    let v = v.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(out)
+}
+
 /// Renders the config.
 pub fn render(x: &XlInput<'_>) -> String {
     let mut s = String::new();
-    let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let q = quote;
     let _ = writeln!(
         s,
         "# Xen domain configuration of qube {} ({}, label {}), written by bulkhead firstboot.",
@@ -154,5 +179,15 @@ mod tests {
         assert_eq!(ip(8, None), "10.137.0.8");
         assert_eq!(ip(8, Some(0x1234)), "10.138.18.52");
         assert_eq!(mac(26), "00:16:3e:5e:6c:1a");
+    }
+
+    #[test]
+    fn the_kernel_line_reads_back_as_written() {
+        for v in ["root=/dev/xvda ro", r#"a "quoted" \ word"#, ""] {
+            let cfg = format!("name = \"q\"\nextra = {}\nvcpus = 2\n", quote(v));
+            assert_eq!(extra_of(&cfg).as_deref(), Some(v));
+        }
+        assert_eq!(extra_of("name = \"q\"\n"), None);
+        assert_eq!(setting("extra", r#"x "y""#), r#"extra="x \"y\"""#);
     }
 }

@@ -40,9 +40,20 @@ fn shim(dir: &Path) -> PathBuf {
 }
 
 fn xl_dry_run(xl: &Path, shim: &Path, cfg: &Path) -> Result<serde_json::Value, String> {
+    xl_dry_run_with(xl, shim, cfg, &[])
+}
+
+/// With settings after the config, as `qube run` passes them.
+fn xl_dry_run_with(
+    xl: &Path,
+    shim: &Path,
+    cfg: &Path,
+    settings: &[String],
+) -> Result<serde_json::Value, String> {
     let o = Command::new(xl)
         .args(["create", "-n"])
         .arg(cfg)
+        .args(settings)
         .env("LD_PRELOAD", shim)
         .output()
         .unwrap();
@@ -133,6 +144,32 @@ fn xl_create_accepts_every_config() {
     );
     assert_eq!(j("sys-firewall")["nics"][0]["backend_domname"], "sys-net");
     assert!(j("vault")["nics"].is_null());
+
+    // `qube run`'s network settings replace the kernel line with the
+    // config's own plus the bulkhead.* words, as xl reads them.
+    let x = firstboot::qubesxml::QubesXml::parse(&read(&root, "var/lib/qubes/qubes.xml")).unwrap();
+    for (q, words) in [
+        ("work", "bulkhead.ip=10.137.0.8 bulkhead.gateway=10.138."),
+        ("sys-firewall", "bulkhead.netvm=1"),
+    ] {
+        let cfg = dir.join(format!("{q}.cfg"));
+        let own = firstboot::xlcfg::extra_of(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        let net = firstboot::qubenet::of(&x, x.domain(q).unwrap())
+            .unwrap()
+            .unwrap();
+        let line = format!("{own} {}", net.kernel_args());
+        let setting = firstboot::xlcfg::setting("extra", &line);
+        let got = xl_dry_run_with(&xl, &shim, &cfg, &[setting]).unwrap();
+        let cmdline = got["b_info"]["cmdline"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(cmdline.starts_with("root=/dev/xvda "), "{q}: {cmdline}");
+        assert!(
+            cmdline.ends_with(&net.kernel_args()) && cmdline.contains(words),
+            "{q}: {cmdline}"
+        );
+    }
     assert_eq!(j("sys-usb")["pcidevs"][0]["dev"], 0x14);
 }
 

@@ -98,6 +98,9 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
 /// that puts the homes on the private volume; the network backend of a
 /// qube that serves clients (its unit, enabled, and the vif hotplug
 /// script) with the clients' vifs left out of NetworkManager's hands; the
+/// qube's own network from its kernel line (`qube-net`: address, routes,
+/// DNS, and forwarding, NAT and DNS redirection in a netvm), NetworkManager
+/// only in sys-net; the
 /// units in [`TEMPLATE_MASKED_UNITS`] masked. The template's systemd does
 /// the rest: `x-systemd.makefs` gives a blank
 /// private volume its file system and the fresh volatile its swap
@@ -113,6 +116,19 @@ pub fn template_files() -> Vec<Extra> {
             &format!("/{NETBACK_UNIT}"),
         ),
         Extra::file(VIF_SCRIPT, VIF_SCRIPT_TEXT, 0o755),
+        Extra::file(QUBE_NET_SCRIPT, QUBE_NET_SCRIPT_TEXT, 0o755),
+        Extra::file(QUBE_NET_UNIT, QUBE_NET_UNIT_TEXT, 0o644),
+        Extra::symlink(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-qube-net.service",
+            &format!("/{QUBE_NET_UNIT}"),
+        ),
+        Extra::file(QUBE_DNS_PATH, QUBE_DNS_PATH_TEXT, 0o644),
+        Extra::file(QUBE_DNS_UNIT, QUBE_DNS_UNIT_TEXT, 0o644),
+        Extra::symlink(
+            "etc/systemd/system/multi-user.target.wants/bulkhead-qube-dns.path",
+            &format!("/{QUBE_DNS_PATH}"),
+        ),
+        Extra::file(NM_DROPIN, NM_DROPIN_TEXT, 0o644),
         Extra::file(
             "etc/NetworkManager/conf.d/30-bulkhead-vif.conf",
             NM_VIF_TEXT,
@@ -137,6 +153,16 @@ pub const NETBACK_UNIT: &str = "usr/lib/systemd/system/bulkhead-netback.service"
 const NETBACK_UNIT_TEXT: &str = include_str!("../template/bulkhead-netback.service");
 const VIF_SCRIPT_TEXT: &str = include_str!("../template/vif-route-qubes");
 const NM_VIF_TEXT: &str = include_str!("../template/nm-unmanaged-vif.conf");
+pub const QUBE_NET_SCRIPT: &str = "usr/lib/bulkhead/qube-net";
+const QUBE_NET_SCRIPT_TEXT: &str = include_str!("../template/qube-net");
+pub const QUBE_NET_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube-net.service";
+const QUBE_NET_UNIT_TEXT: &str = include_str!("../template/bulkhead-qube-net.service");
+pub const QUBE_DNS_PATH: &str = "usr/lib/systemd/system/bulkhead-qube-dns.path";
+const QUBE_DNS_PATH_TEXT: &str = include_str!("../template/bulkhead-qube-dns.path");
+pub const QUBE_DNS_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube-dns.service";
+const QUBE_DNS_UNIT_TEXT: &str = include_str!("../template/bulkhead-qube-dns.service");
+const NM_DROPIN: &str = "etc/systemd/system/NetworkManager.service.d/50-bulkhead-sys-net-only.conf";
+const NM_DROPIN_TEXT: &str = include_str!("../template/nm-only-in-sys-net.conf");
 
 /// Paths the payload must hold (`*` matches within one path component):
 /// Xen, the dom0 kernel, the toolstack, LVM thin provisioning, LUKS unlock
@@ -209,6 +235,11 @@ pub const TEMPLATE_REQUIRED: &[&str] = &[
     "usr/lib/x86_64-linux-gnu/libnss_myhostname.so.2",
     NETBACK_UNIT,
     VIF_SCRIPT,
+    // the qube's own network (qube-net) and what it uses
+    QUBE_NET_SCRIPT,
+    QUBE_NET_UNIT,
+    "usr/bin/udevadm",
+    "usr/sbin/modprobe",
 ];
 
 /// Whether `path` matches `pattern`, where `*` stands for any run of
@@ -371,7 +402,7 @@ mod tests {
         assert!(vif.contains("hotplug-status\" connected"));
         let (nm, _) = file("etc/NetworkManager/conf.d/30-bulkhead-vif.conf").unwrap();
         assert!(nm.contains("unmanaged-devices=interface-name:vif*"));
-        for p in [NETBACK_UNIT, VIF_SCRIPT] {
+        for p in [NETBACK_UNIT, VIF_SCRIPT, QUBE_NET_SCRIPT, QUBE_NET_UNIT] {
             assert!(TEMPLATE_REQUIRED.contains(&p), "{p} not required");
         }
         // Early in the boot, yet stopped before the qube powers off.
@@ -383,5 +414,29 @@ mod tests {
                 "/dev/null"
             )));
         }
+        // Only a netvm serves clients, and only once it forwards.
+        assert!(unit.contains("ConditionKernelCommandLine=bulkhead.netvm=1\n"));
+        assert!(unit.contains("After=") && unit.contains(" bulkhead-qube-net.service\n"));
+        // The qube's own network, enabled, from the words `qube run` writes.
+        let (net, _) = file(QUBE_NET_UNIT).unwrap();
+        assert!(net.contains("ExecStart=/usr/lib/bulkhead/qube-net up\n"));
+        assert!(net.contains(&format!("ExecStart=/{QUBE_NET_SCRIPT} up\n")));
+        assert!(net.contains("Before=") && net.contains(" bulkhead-netback.service\n"));
+        for (link, target) in [
+            ("bulkhead-qube-net.service", QUBE_NET_UNIT),
+            ("bulkhead-qube-dns.path", QUBE_DNS_PATH),
+        ] {
+            assert!(files.contains(&Extra::symlink(
+                &format!("etc/systemd/system/multi-user.target.wants/{link}"),
+                &format!("/{target}"),
+            )));
+        }
+        let (script, mode) = file(QUBE_NET_SCRIPT).unwrap();
+        assert_eq!(mode, 0o755);
+        for w in ["ip", "gateway", "dns", "netvm"] {
+            assert!(script.contains(&format!("$(word {w}")), "{w}");
+        }
+        let (nm, _) = file(NM_DROPIN).unwrap();
+        assert!(nm.contains("ConditionKernelCommandLine=!bulkhead.gateway\n"));
     }
 }

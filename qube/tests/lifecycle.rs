@@ -59,11 +59,24 @@ fn run_is_ready_once_xen_has_the_domain_then_halt_and_release() {
         assert!(v.contains(&want.to_string()), "{want} not in {v:#?}");
     }
     let cfg = r.join("var/lib/qubes/xl/work.cfg");
+    // work's network, computed now from qubes.xml, after the config's own
+    // kernel line: its address, its netvm sys-firewall's as gateway, DNS.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let extra = firstboot::xlcfg::extra_of(&text).unwrap();
+    let create = f
+        .calls()
+        .into_iter()
+        .find(|c| c.starts_with("xl create"))
+        .unwrap();
+    let want = format!(
+        "xl create -F {} extra=\"{extra} bulkhead.ip=10.137.0.",
+        cfg.display()
+    );
+    assert!(create.starts_with(&want), "{create}\nwanted {want}");
     assert!(
-        f.calls()
-            .contains(&format!("xl create -F {}", cfg.display())),
-        "{:?}",
-        f.calls()
+        create.contains(" bulkhead.gateway=10.138.0.")
+            && create.ends_with(" bulkhead.dns=10.139.1.1,10.139.1.2\""),
+        "{create}"
     );
     // work serves no network: no backend is waited for.
     assert!(

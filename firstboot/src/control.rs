@@ -34,6 +34,9 @@ pub const HALT_SECS: u64 = 150;
 /// Where progress lines go (the terminal, or the unit's journal).
 pub type Say<'a> = &'a mut dyn FnMut(&str);
 
+/// How often `qube run` looks at a starting domain.
+const POLL: Duration = Duration::from_secs(1);
+
 /// The qubes of one system root.
 pub struct Control {
     root: PathBuf,
@@ -329,6 +332,7 @@ impl Control {
         let wait_err = |e| Error::io("waiting for", Path::new("xl"), e);
         let serves_network = Self::qube(&x, name)?.prop("provides_network") == Some("True");
         let mut told = false;
+        let mut unpaused = false;
         // The domain's id does not change while this xl runs it.
         let mut domid = None;
         loop {
@@ -347,9 +351,17 @@ impl Control {
             // Xen builds the domain paused and xl unpauses it once its
             // devices are attached: only then can its console be opened.
             // A qube that provides network is ready once its backend
-            // serves clients, so that their vifs find it.
-            let state = self.xen.states().ok().and_then(|m| m.get(name).copied());
-            if state.is_some_and(|s| s != PowerState::Paused) {
+            // serves clients, so that their vifs find it; from then on
+            // only that key is read.
+            if !unpaused {
+                unpaused = self
+                    .xen
+                    .states()
+                    .ok()
+                    .and_then(|m| m.get(name).copied())
+                    .is_some_and(|s| s != PowerState::Paused);
+            }
+            if unpaused {
                 if !serves_network {
                     break;
                 }
@@ -364,7 +376,9 @@ impl Control {
                     told = true;
                 }
             }
-            std::thread::sleep(Duration::from_millis(250));
+            // Once a second: each poll starts xl (or xenstore-read), which
+            // where CPUs are few takes time from the very domain it waits for.
+            std::thread::sleep(POLL);
         }
         crate::xen::notify(&format!("READY=1\nSTATUS={name} is running"))?;
         say(&format!("{name} is running"));

@@ -44,16 +44,31 @@ pub const XEN_DOMAIN_UNITS: &[&str] = &["xendomains.service"];
 pub const TEMPLATE_MASKED_UNITS: &[&str] =
     &["xen.service", "xendomains.service", "e2scrub_reap.service"];
 
+/// A unit file at `path` and its link in multi-user.target.wants.
+fn enabled(path: &str, text: &str) -> [Extra; 2] {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [
+        Extra::file(path, text, 0o644),
+        Extra::symlink(
+            &format!("etc/systemd/system/multi-user.target.wants/{name}"),
+            &format!("/{path}"),
+        ),
+    ]
+}
+
+/// `units` masked: linked to /dev/null in /etc/systemd/system.
+fn masked<'a>(units: impl IntoIterator<Item = &'a &'a str>) -> impl Iterator<Item = Extra> {
+    units
+        .into_iter()
+        .map(|u| Extra::symlink(&format!("etc/systemd/system/{u}"), "/dev/null"))
+}
+
 /// The files added to the `payload` tree; `firstboot` and `qube` are the
 /// binaries. The qubes' units are enabled per qube by firstboot.
 pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
-    let mut v = vec![
-        Extra::file(FIRSTBOOT_BIN, firstboot, 0o755),
-        Extra::file(FIRSTBOOT_UNIT, UNIT_TEXT, 0o644),
-        Extra::symlink(
-            "etc/systemd/system/multi-user.target.wants/bulkhead-firstboot.service",
-            &format!("/{FIRSTBOOT_UNIT}"),
-        ),
+    let mut v = vec![Extra::file(FIRSTBOOT_BIN, firstboot, 0o755)];
+    v.extend(enabled(FIRSTBOOT_UNIT, UNIT_TEXT));
+    v.extend([
         Extra::file(QUBE_BIN, qube, 0o755),
         Extra::file(QUBE_UNIT, QUBE_UNIT_TEXT, 0o644),
         // sudo ignores a sudoers file that is writable or not 0440-like.
@@ -83,13 +98,8 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
              would configure them are masked in /etc/systemd/system.\n",
             0o644,
         ),
-    ];
-    for u in NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS) {
-        v.push(Extra::symlink(
-            &format!("etc/systemd/system/{u}"),
-            "/dev/null",
-        ));
-    }
+    ]);
+    v.extend(masked(NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS)));
     v
 }
 
@@ -110,37 +120,25 @@ pub fn template_files() -> Vec<Extra> {
         Extra::file("etc/fstab", QUBE_FSTAB, 0o644),
         Extra::file(QUBE_HOME_UNIT, QUBE_HOME_UNIT_TEXT, 0o644),
         Extra::file(QUBE_HOME_SCRIPT, QUBE_HOME_SCRIPT_TEXT, 0o755),
-        Extra::file(NETBACK_UNIT, NETBACK_UNIT_TEXT, 0o644),
-        Extra::symlink(
-            "etc/systemd/system/multi-user.target.wants/bulkhead-netback.service",
-            &format!("/{NETBACK_UNIT}"),
-        ),
+    ];
+    v.extend(enabled(NETBACK_UNIT, NETBACK_UNIT_TEXT));
+    v.extend([
         Extra::file(VIF_SCRIPT, VIF_SCRIPT_TEXT, 0o755),
         Extra::file(QUBE_NET_SCRIPT, QUBE_NET_SCRIPT_TEXT, 0o755),
-        Extra::file(QUBE_NET_UNIT, QUBE_NET_UNIT_TEXT, 0o644),
-        Extra::symlink(
-            "etc/systemd/system/multi-user.target.wants/bulkhead-qube-net.service",
-            &format!("/{QUBE_NET_UNIT}"),
-        ),
-        Extra::file(QUBE_DNS_PATH, QUBE_DNS_PATH_TEXT, 0o644),
+    ]);
+    v.extend(enabled(QUBE_NET_UNIT, QUBE_NET_UNIT_TEXT));
+    v.extend(enabled(QUBE_DNS_PATH, QUBE_DNS_PATH_TEXT));
+    v.extend([
+        // started by its path unit only
         Extra::file(QUBE_DNS_UNIT, QUBE_DNS_UNIT_TEXT, 0o644),
-        Extra::symlink(
-            "etc/systemd/system/multi-user.target.wants/bulkhead-qube-dns.path",
-            &format!("/{QUBE_DNS_PATH}"),
-        ),
         Extra::file(NM_DROPIN, NM_DROPIN_TEXT, 0o644),
         Extra::file(
             "etc/NetworkManager/conf.d/30-bulkhead-vif.conf",
             NM_VIF_TEXT,
             0o644,
         ),
-    ];
-    for u in TEMPLATE_MASKED_UNITS {
-        v.push(Extra::symlink(
-            &format!("etc/systemd/system/{u}"),
-            "/dev/null",
-        ));
-    }
+    ]);
+    v.extend(masked(TEMPLATE_MASKED_UNITS));
     v
 }
 

@@ -375,10 +375,13 @@ fn test(root: &Path, no_guest: bool, packages: &[String]) -> Result<()> {
         step("iso repro", &mut || {
             iso::repro(root, &root.join("out/inputs.lock"))
         })?;
-        // The unattended install's disk is then booted and used as its user
-        // would (qubes_test.rs): Xen, firstboot, the qubes.
-        step("e2e unattended install and installed boot", &mut || {
-            e2e::install_test(&iso, e2e::Driver::Unattended, true, None)
+        // The installed disk's own boot and its qubes (`cargo xtask
+        // install-test`, qubes_test.rs) stay out of CI for now: under TCG
+        // with one CPU (two make Xen triple-fault), firstboot's start of
+        // sys-net and sys-firewall overran its 600 s limit (see the README's
+        // Tests section).
+        step("e2e unattended install", &mut || {
+            e2e::install_test(&iso, e2e::Driver::Unattended, false, None)
         })?;
         step("e2e keystroke install", &mut || {
             e2e::install_test(&iso, e2e::Driver::Keystrokes, false, None)

@@ -357,11 +357,9 @@ impl Backend for Offline {
         let volumes = model::volume_config(spec, &sctx, troot.as_deref(), tpriv.as_deref());
 
         // 1. Volumes made at creation: those kept across restarts that are not snapshots.
-        let image = ctx
-            .plan
-            .templates
-            .iter()
-            .find(|t| t.name == spec.name)
+        let template = ctx.plan.templates.iter().find(|t| t.name == spec.name);
+        let installed = template.is_some_and(|t| t.installed);
+        let image = template
             .and_then(|t| t.image.clone())
             .map(|p| {
                 if p.is_absolute() {
@@ -377,6 +375,13 @@ impl Backend for Offline {
             let size = v.size.unwrap_or(model::ROOT_IMG_SIZE);
             if self.storage.exists(&v.vid)? {
                 continue;
+            }
+            if installed && v.name == "root" {
+                return Err(Error::Missing(format!(
+                    "the root volume of template {} ({}), which the installer wrote, is missing; \
+                     the installed system is damaged: reinstall, or restore the volume and run `firstboot --resume`",
+                    spec.name, v.vid
+                )));
             }
             match (&image, v.name) {
                 (Some(img), "root") if img.is_file() => {

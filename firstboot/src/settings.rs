@@ -108,6 +108,11 @@ pub struct TemplateSettings {
     /// the image's size when larger).
     #[serde(default)]
     pub root_size: Option<u64>,
+    /// The installer already wrote the root volume (`VG/vm-NAME-root` in the
+    /// pool, see `pool`): firstboot adopts it, and stops with an error if it
+    /// is missing instead of making an empty one. `image` is then unused.
+    #[serde(default)]
+    pub installed: bool,
 }
 
 /// The LVM thin pool for the qubes.
@@ -151,11 +156,13 @@ impl Default for Settings {
                     name: "fedora-41-xfce".into(),
                     image: Some("/usr/share/bulkhead/templates/fedora-41-xfce.img".into()),
                     root_size: None,
+                    installed: false,
                 },
                 TemplateSettings {
                     name: "debian-12-xfce".into(),
                     image: Some("/usr/share/bulkhead/templates/debian-12-xfce.img".into()),
                     root_size: None,
+                    installed: false,
                 },
             ],
             default_template: None,

@@ -58,6 +58,8 @@ fn log_action(log: &Path, line: &str) -> Result<(), Error> {
 pub struct Lvm {
     lvm: PathBuf,
     log: PathBuf,
+    /// Whether lvm may start dmeventd monitoring (not in an installer).
+    monitoring: bool,
     /// name -> lv_attr of the VG, refreshed after each change.
     cache: Option<(String, BTreeMap<String, String>)>,
 }
@@ -67,8 +69,15 @@ impl Lvm {
         Lvm {
             lvm: lvm.into(),
             log: log.into(),
+            monitoring: true,
             cache: None,
         }
+    }
+
+    /// As an installer runs lvm: no dmeventd monitoring of what it makes.
+    pub fn without_monitoring(mut self) -> Self {
+        self.monitoring = false;
+        self
     }
 
     /// Whether the volume group is reachable with this lvm binary.
@@ -80,7 +89,14 @@ impl Lvm {
     }
 
     fn run(&mut self, args: &[&str]) -> Result<String, Error> {
-        Ok(sysutil::run(Command::new(&self.lvm).args(args))?)
+        let mut c = if self.monitoring {
+            let mut c = Command::new(&self.lvm);
+            c.args(args);
+            c
+        } else {
+            sysutil::lvm_without_monitoring(&self.lvm, args)
+        };
+        Ok(sysutil::run(&mut c)?)
     }
 
     fn lvs(&mut self, vg: &str) -> Result<&BTreeMap<String, String>, Error> {

@@ -476,3 +476,46 @@ fn resume_finishes_the_stored_plan_unless_replan() {
         }
     }
 }
+
+#[test]
+fn a_template_the_installer_wrote_is_adopted_and_never_made_empty() {
+    let settings = "[[templates]]\nname = \"debian-12\"\ninstalled = true\nroot_size = 10737418240\n";
+    let state = "var/lib/bulkhead/firstboot";
+
+    // The installer's volume is missing: firstboot stops and says so; no
+    // empty root is made in its place.
+    let d = tempdir();
+    machine(d.path(), settings);
+    let o = firstboot(d.path(), &[], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the root volume of template debian-12 (qubes_dom0/vm-debian-12-root), which the installer wrote, is missing"),
+        "{err}"
+    );
+    let list = std::fs::read_to_string(d.path().join(state).join("volumes.list")).unwrap();
+    assert!(!list.contains("vm-debian-12-root "), "{list}");
+
+    // It exists, as the installer leaves it: adopted as it is, nothing
+    // imported, every qube based on it.
+    let d = tempdir();
+    machine(d.path(), settings);
+    std::fs::create_dir_all(d.path().join(state)).unwrap();
+    std::fs::write(
+        d.path().join(state).join("volumes.list"),
+        "thin-pool qubes_dom0/vm-pool size=90%FREE\nthin qubes_dom0/vm-debian-12-root pool=qubes_dom0/vm-pool size=10737418240\n",
+    )
+    .unwrap();
+    ok(&firstboot(d.path(), &[], &[]));
+    let actions = std::fs::read_to_string(d.path().join(state).join("actions.log")).unwrap();
+    assert!(!actions.contains("vm-debian-12-root"), "{actions}");
+    assert!(!actions.contains("create-pool"), "{actions}");
+    let x = store(d.path());
+    let t = x.domain("debian-12").unwrap();
+    assert_eq!(t.class, "TemplateVM");
+    assert_eq!(
+        t.volume_attr("root", "vid"),
+        Some("qubes_dom0/vm-debian-12-root")
+    );
+    assert_eq!(x.domain("work").unwrap().prop("template"), Some("debian-12"));
+}

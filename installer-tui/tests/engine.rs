@@ -16,6 +16,7 @@ use installer_tui::engine::{
     self, Event, InstallError, Log, Payload, Stage, StageError, Target, TargetFacts,
     overall_percent,
 };
+use firstboot::settings::PoolSettings;
 use installer_tui::secrets::Secrets;
 use partitioner::Plan;
 
@@ -28,6 +29,8 @@ struct DirTarget {
     finished: bool,
     /// Pretend the partitioner resumed an earlier run with this LUKS UUID.
     resumed_luks: Option<uuid::Uuid>,
+    /// The thin pools made (`VG/POOL`).
+    pools: Vec<String>,
 }
 
 impl DirTarget {
@@ -39,7 +42,13 @@ impl DirTarget {
             uefi: false,
             finished: false,
             resumed_luks: None,
+            pools: vec![],
         }
+    }
+
+    /// The file standing in for the thin volume `VG/NAME`, beside the root.
+    fn volume(&self, vid: &str) -> PathBuf {
+        self.root.with_file_name("volumes").join(vid)
     }
 }
 
@@ -71,6 +80,28 @@ impl Target for DirTarget {
     ) -> Result<(), StageError> {
         self.commands.push(argv.to_vec());
         Ok(())
+    }
+    fn thin_volume(
+        &mut self,
+        pool: &PoolSettings,
+        vid: &str,
+        size: u64,
+    ) -> Result<PathBuf, StageError> {
+        let pool = format!("{}/{}", pool.volume_group, pool.name);
+        if !self.pools.contains(&pool) {
+            self.pools.push(pool);
+        }
+        let dev = self.volume(vid);
+        fs::create_dir_all(dev.parent().unwrap()).map_err(StageError::io("creating", &dev))?;
+        // a new, sparse file: reads as zeros, like a fresh thin volume
+        let _ = fs::remove_file(&dev);
+        let f = fs::File::create(&dev).map_err(StageError::io("creating", &dev))?;
+        f.set_len(size).map_err(StageError::io("sizing", &dev))?;
+        Ok(dev)
+    }
+    fn rename_volume(&mut self, from: &str, to: &str) -> Result<(), StageError> {
+        let to = self.volume(to);
+        fs::rename(self.volume(from), &to).map_err(StageError::io("renaming to", &to))
     }
     fn uefi_booted(&self) -> bool {
         self.uefi
@@ -457,7 +488,7 @@ fn template_medium(dir: &Path, kit: bool) -> (PathBuf, PathBuf) {
 }
 
 #[test]
-fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
+fn the_template_is_written_into_its_root_volume_which_firstboot_adopts() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, img) = template_medium(tmp.path(), true);
     let kit = tmp.path().join("medium/vm-kernels/6.1.0-10-amd64");
@@ -475,7 +506,36 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
     );
     let log = r.map_err(|(e, l)| format!("{e}\n{}", l.text())).unwrap();
     assert!(log.text().contains("template debian-12:"), "{}", log.text());
-    let ext4 = root.join("usr/share/bulkhead/templates/debian-12.img");
+    let ext4 = t.volume("qubes_dom0/vm-debian-12-root");
+    assert_eq!(t.pools, ["qubes_dom0/vm-pool"]);
+    assert!(
+        !t.volume("qubes_dom0/vm-debian-12-root-import").exists(),
+        "the partial name is gone once the volume is whole"
+    );
+    // Qubes' root_img_size, and ext4 fills the whole volume
+    assert_eq!(fs::metadata(&ext4).unwrap().len(), 10 << 30);
+    let dumpe2fs = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&ext4)
+        .output()
+        .unwrap();
+    let header = String::from_utf8_lossy(&dumpe2fs.stdout);
+    assert!(header.contains("Block count:              2621440"), "{header}");
+    // inode tables marked zeroed: no lazy init in every qube's first mount
+    let groups = std::process::Command::new("dumpe2fs")
+        .arg(&ext4)
+        .output()
+        .unwrap();
+    let groups = String::from_utf8_lossy(&groups.stdout);
+    let group_lines: Vec<&str> = groups
+        .lines()
+        .filter(|l| l.starts_with("Group ") && l.contains("(Blocks "))
+        .collect();
+    assert_eq!(group_lines.len(), 80, "{groups}");
+    assert!(
+        group_lines.iter().all(|l| l.contains("ITABLE_ZEROED")),
+        "{groups}"
+    );
     // e2fsprogs reads the image back: clean, and the files are inside.
     let fsck = std::process::Command::new("e2fsck")
         .arg("-fn")
@@ -544,10 +604,9 @@ fn the_template_becomes_an_ext4_image_that_firstboot_is_told_about() {
     let s = firstboot::settings::Settings::load(&root).unwrap();
     assert_eq!(s.templates.len(), 1);
     assert_eq!(s.templates[0].name, "debian-12");
-    assert_eq!(
-        s.templates[0].image.as_deref(),
-        Some(Path::new("/usr/share/bulkhead/templates/debian-12.img"))
-    );
+    assert!(s.templates[0].installed);
+    assert_eq!(s.templates[0].image, None);
+    assert_eq!(s.templates[0].root_size, Some(10 << 30));
     // firstboot's own facts find the VM kernel the template brought.
     assert_eq!(
         firstboot::facts::Facts::probe(&root).kernel.as_deref(),
@@ -574,11 +633,8 @@ fn a_medium_without_the_qubes_boot_kit_is_refused_before_the_template_is_made() 
     let msg = e.to_string();
     assert!(msg.contains("has no boot kit for the qubes"), "{msg}");
     assert!(msg.contains("cargo xtask iso"), "{msg}");
-    assert!(
-        !root
-            .join("usr/share/bulkhead/templates/debian-12.img")
-            .exists()
-    );
+    assert!(!t.volume("qubes_dom0/vm-debian-12-root").exists());
+    assert!(!t.volume("qubes_dom0/vm-debian-12-root-import").exists());
 }
 
 #[test]

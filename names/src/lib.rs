@@ -61,10 +61,8 @@ pub const VIF_SCRIPT_NAME: &str = "vif-route-qubes";
 /// (`xl devd`) writes once it serves clients.
 pub const NETBACK_READY_KEY: &str = "data/bulkhead-netback";
 
-/// The template qube the installer makes, and where template root images
-/// are kept.
+/// The template qube the installer makes.
 pub const TEMPLATE_NAME: &str = "debian-12";
-pub const TEMPLATES_DIR: &str = "usr/share/bulkhead/templates";
 
 /// Qubes' state: the file pool, qubes.xml and the VM kernels, one
 /// directory per kernel release.

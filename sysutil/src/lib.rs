@@ -1,7 +1,9 @@
 //! What every crate of ours does around the host, in one place (ripgrep's
 //! `grep-cli` is the model): an I/O error that names the file and what was
 //! being done to it ([`IoError`]), running a tool and reporting its stderr
-//! ([`run`], [`ToolError`]), and ordering version strings ([`natural_cmp`]).
+//! ([`run`], [`ToolError`]), an `lvm` command as an installer runs it
+//! ([`lvm_without_monitoring`]), and ordering version strings
+//! ([`natural_cmp`]).
 //!
 //! Each error prints its cause once: the cause is part of the message and is
 //! not also returned by `source()`, so `{:#}` chains do not repeat it.
@@ -77,6 +79,21 @@ impl ToolError {
 }
 
 /// The command as a person would type it (program and arguments).
+/// An `lvm` command (`lvm`: the binary; `args`: the subcommand first) as
+/// an installer runs it: without dmeventd monitoring (the installed system
+/// monitors its own pools) and, when udev is not running, with
+/// device-mapper making its own device nodes.
+pub fn lvm_without_monitoring(lvm: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(lvm);
+    c.args(args.iter().take(1));
+    c.args(["--config", "activation { monitoring = 0 }"]);
+    c.args(args.iter().skip(1));
+    if !Path::new("/run/udev/control").exists() {
+        c.env("DM_DISABLE_UDEV", "1");
+    }
+    c
+}
+
 pub fn describe(cmd: &Command) -> String {
     let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
     words.extend(cmd.get_args().map(|a| {

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use names::TEMPLATE_NAME;
 use partitioner::DiskInfo;
@@ -231,15 +231,15 @@ pub fn machine_id() -> io::Result<String> {
 }
 
 /// The first-boot stage: firstboot's settings from the answers, with the
-/// medium's template (`template`, as the installed system sees its image)
-/// in place of firstboot's defaults, whose images a Bulkhead medium does
-/// not carry.
+/// medium's template (`template`: the size of the root volume the
+/// installer wrote for it) in place of firstboot's defaults, whose images a
+/// Bulkhead medium does not carry.
 pub fn handover(
     out: &mut Emitter,
     root: &Path,
     answers: &Answers,
     disk: &DiskInfo,
-    template: Option<String>,
+    template: Option<u64>,
 ) -> Result<(), InstallError> {
     out.emit(
         Stage::Firstboot,
@@ -255,14 +255,15 @@ pub fn handover(
 pub fn firstboot_settings(
     answers: &Answers,
     on_usb: bool,
-    template: Option<String>,
+    template: Option<u64>,
 ) -> Result<Entry, StageError> {
     let mut settings = answers.firstboot_settings(on_usb);
-    if let Some(image) = template {
+    if let Some(size) = template {
         settings.templates = vec![firstboot::settings::TemplateSettings {
             name: TEMPLATE_NAME.to_string(),
-            image: Some(PathBuf::from(image)),
-            root_size: None,
+            image: None,
+            root_size: Some(size),
+            installed: true,
         }];
         settings.default_template = None;
     }

@@ -108,6 +108,10 @@ pub enum StageError {
     NoTimeZone { zone: String, dir: PathBuf },
     #[error("user {0:?} already exists in the installed system; choose another name")]
     UserExists(String),
+    /// The qubes' thin pool or a volume in it (firstboot's LVM storage;
+    /// boxed: firstboot's error is large).
+    #[error("the template's volume: {0}")]
+    Volume(Box<firstboot::Error>),
     /// The medium carries the template but not the qubes' boot kit beside it.
     #[error("the medium has no boot kit for the qubes in {} (a kernel release directory with vmlinuz and initramfs); it is incomplete: rebuild it with `cargo xtask iso`", .0.display())]
     NoBootKit(PathBuf),
@@ -118,6 +122,12 @@ impl StageError {
     pub fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StageError + use<> {
         let f = sysutil::io_err(what, path);
         move |e| StageError::Io(f(e))
+    }
+}
+
+impl From<firstboot::Error> for StageError {
+    fn from(e: firstboot::Error) -> Self {
+        StageError::Volume(Box::new(e))
     }
 }
 

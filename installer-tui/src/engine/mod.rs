@@ -33,7 +33,7 @@ pub use error::{InstallError, StageError};
 pub use files::{Entry, write_all};
 pub use gate::{hardware_gate, needs_consent};
 pub use machine::{MachineData, MachineError};
-pub use payload::{Payload, copy_payload, install_template};
+pub use payload::{Payload, TemplateInstall, copy_payload, install_template};
 pub use progress::{Event, LOG_PATH, Log, STAGES, Stage, eta, overall_percent};
 pub use target::{DiskTarget, Target, TargetFacts, serial_console};
 
@@ -58,11 +58,20 @@ pub fn install(
         gate::hardware(&mut run.out, answers, machine)?;
         let (plan, disk) = gate::planning(&mut run.out, answers, machine)?;
         let (root, plan) = run.partition(&plan, &disk, &answers.disk.erase, secrets)?;
-        let image = payload::stage(&mut run.out, &root, payload, template, &answers.user)?;
+        let pool = answers.firstboot_settings(false).pool;
+        let template = payload::stage(
+            &mut run.out,
+            &mut *run.target,
+            &root,
+            payload,
+            template,
+            &answers.user,
+            &pool,
+        )?;
         let facts = TargetFacts::of(&plan);
         configure::stage(&mut run.out, &root, answers, secrets, &facts)?;
         boot::stage(run, &root, &plan, &disk, &facts, &answers.system)?;
-        configure::handover(&mut run.out, &root, answers, &disk, image)?;
+        configure::handover(&mut run.out, &root, answers, &disk, template)?;
         run.finish(&root)
     })
 }

@@ -1,19 +1,21 @@
 //! The payload stage: the installed system copied onto the target (a
 //! directory tree, or a squashfs image through `unsquashfs`), and the qube
-//! template made into the root image firstboot clones.
+//! template written into its root volume, which firstboot adopts.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use names::{TEMPLATE_NAME, TEMPLATES_DIR};
+use firstboot::settings::PoolSettings;
+use names::TEMPLATE_NAME;
 
 use super::configure::qube_user;
 use super::error::{At, InstallError, StageError};
 use super::files;
 use super::progress::{Log, Stage};
 use super::run::Emitter;
+use super::target::Target;
 use super::tool;
 use crate::answers::UserAnswers;
 
@@ -35,15 +37,18 @@ impl Payload {
     }
 }
 
-/// The stage: the payload into `root`, then the template, if any. Returns
-/// the template image's path as the installed system sees it.
+/// The stage: the payload into `root`, then the template, if any, into
+/// its root volume in the qubes' pool `pool`. Returns the size of that
+/// volume.
 pub fn stage(
     out: &mut Emitter,
+    target: &mut dyn Target,
     root: &Path,
     payload: &Payload,
     template: Option<&Path>,
     user: &UserAnswers,
-) -> Result<Option<String>, InstallError> {
+    pool: &PoolSettings,
+) -> Result<Option<u64>, InstallError> {
     out.emit(Stage::Payload, 0, format!("copying {payload:?}"));
     let mut copy_log = Log::default();
     let mut shown = 0u8;
@@ -64,7 +69,14 @@ pub fn stage(
         100,
         format!("making the template {TEMPLATE_NAME} from {}", img.display()),
     );
-    install_template(img, root, TEMPLATE_NAME, user, &mut out.log)
+    let t = TemplateInstall {
+        img,
+        root,
+        name: TEMPLATE_NAME,
+        user,
+        pool,
+    };
+    install_template(&t, target, &mut out.log)
         .map(Some)
         .at(Stage::Payload)
 }
@@ -185,23 +197,34 @@ fn copy_tree(
     Ok(())
 }
 
-/// Makes the template's root image for firstboot from the medium's
-/// squashfs: unpacked onto the target (owners and xattrs kept), given the
-/// dom0 user's qube account, written into an ext4 image by `mkfs.ext4 -d`
-/// (e2fsprogs); the qubes' boot kit the medium carries beside the image
-/// (iso-builder's vmkit: each kernel release's vmlinuz and initramfs) is
-/// copied to where Qubes keeps VM kernels. Returns the image's path as the
-/// installed system sees it.
+/// What [`install_template`] needs: the medium's squashfs `img`, the
+/// mounted target `root`, the template's name, the dom0 user and the
+/// qubes' pool.
+pub struct TemplateInstall<'a> {
+    pub img: &'a Path,
+    pub root: &'a Path,
+    pub name: &'a str,
+    pub user: &'a UserAnswers,
+    pub pool: &'a PoolSettings,
+}
+
+/// Writes the template's root volume from the medium's squashfs: unpacked
+/// onto the target (owners and xattrs kept), given the dom0 user's qube
+/// account, and made into ext4 by `mkfs.ext4 -d` (e2fsprogs) straight onto
+/// a fresh thin volume in the qubes' pool, under a temporary name until it
+/// is whole. firstboot adopts it, so the first boot copies nothing (under
+/// Xen, a copy of the whole root is the slowest step of a first boot). The
+/// qubes' boot kit the medium carries beside the image (iso-builder's
+/// vmkit: each kernel release's vmlinuz and initramfs) is copied to where
+/// Qubes keeps VM kernels. Returns the volume's size.
 pub fn install_template(
-    img: &Path,
-    root: &Path,
-    name: &str,
-    user: &UserAnswers,
+    t: &TemplateInstall<'_>,
+    target: &mut dyn Target,
     log: &mut Log,
-) -> Result<String, StageError> {
-    let kit = img.with_file_name(KIT_DIR);
+) -> Result<u64, StageError> {
+    let kit = t.img.with_file_name(KIT_DIR);
     let releases = kit_releases(&kit)?;
-    let scratch = root.join("var/tmp/bulkhead-template");
+    let scratch = t.root.join("var/tmp/bulkhead-template");
     let _ = fs::remove_dir_all(&scratch);
     if let Some(p) = scratch.parent() {
         fs::create_dir_all(p).map_err(StageError::io("creating", p))?;
@@ -210,47 +233,58 @@ pub fn install_template(
         Command::new("unsquashfs")
             .args(["-f", "-n", "-q", "-d"])
             .arg(&scratch)
-            .arg(img),
+            .arg(t.img),
         "unsquashfs failed",
     )?;
-    files::write_all(&scratch, &qube_user(&scratch, &user.name, &user.full_name))?;
+    files::write_all(
+        &scratch,
+        &qube_user(&scratch, &t.user.name, &t.user.full_name),
+    )?;
     let bytes = tree_bytes(&scratch);
-    const MIB: u64 = 1 << 20;
-    // ext4's metadata and room for the template's own updates.
-    let size = (bytes + bytes / 4 + 512 * MIB).div_ceil(MIB) * MIB;
-    let rel = format!("{TEMPLATES_DIR}/{name}.img");
-    let dest = root.join(&rel);
-    if let Some(p) = dest.parent() {
-        fs::create_dir_all(p).map_err(StageError::io("creating", p))?;
-    }
-    let f = fs::File::create(&dest).map_err(StageError::io("creating", &dest))?;
-    f.set_len(size).map_err(StageError::io("sizing", &dest))?;
-    drop(f);
+    let size = root_volume_size(bytes);
+    let vid = firstboot::model::vid(&t.pool.volume_group, t.name, "root");
+    let partial = format!("{vid}-import");
+    let dev = target.thin_volume(t.pool, &partial, size)?;
+    // A fresh thin volume reads as zeros: mke2fs need not zero the inode
+    // tables, nor leave that to ext4's lazy init at each qube's first mount.
     tool::run(
         Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "root", "-d"])
+            .args(["-q", "-F", "-L", "root"])
+            .args(["-E", "lazy_itable_init=1,assume_storage_prezeroed=1"])
+            .arg("-d")
             .arg(&scratch)
-            .arg(&dest),
+            .arg(&dev),
         "mkfs.ext4 failed",
     )?;
+    target.rename_volume(&partial, &vid)?;
     fs::remove_dir_all(&scratch).map_err(StageError::io("removing", &scratch))?;
     for release in &releases {
         let from = kit.join(release);
-        let to = root.join(names::VM_KERNELS).join(release);
+        let to = t.root.join(names::VM_KERNELS).join(release);
         fs::create_dir_all(&to).map_err(StageError::io("creating", &to))?;
         for file in KIT_FILES {
             fs::copy(from.join(file), to.join(file))
                 .map_err(StageError::io("copying the qubes' boot kit to", &to))?;
         }
     }
+    const MIB: u64 = 1 << 20;
     log.line(format!(
-        "template {name}: {} MiB of files in a {} MiB ext4 image /{rel}, with the qube user {}; VM kernel {}",
+        "template {}: {} MiB of files in its {} MiB root volume {vid}, with the qube user {}; VM kernel {}",
+        t.name,
         bytes / MIB,
         size / MIB,
-        user.name,
+        t.user.name,
         releases.join(", ")
     ));
-    Ok(format!("/{rel}"))
+    Ok(size)
+}
+
+/// The template's root volume: Qubes' root_img_size, or more when its
+/// files need it (ext4's metadata and room for the template's updates).
+fn root_volume_size(file_bytes: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let needed = (file_bytes + file_bytes / 4 + 512 * MIB).div_ceil(MIB) * MIB;
+    needed.max(firstboot::model::ROOT_IMG_SIZE)
 }
 
 /// The boot kit's directory beside the template image on the medium, and

@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use firstboot::settings::PoolSettings;
+use firstboot::storage::{Lvm, Storage};
 use partitioner::Plan;
 use partitioner::apply::partition_path;
 use partitioner::plan::Role;
@@ -42,6 +44,19 @@ pub trait Target {
     fn serial_console(&self) -> bool {
         false
     }
+    /// A new thin volume `vid` (`VG/NAME`) of `size` bytes in the qubes'
+    /// thin pool `pool` (made from the VG's free space first if missing, as
+    /// firstboot would), for a template's root written at install time;
+    /// returns the device to write. A leftover `vid` of an earlier attempt
+    /// on this disk is removed first.
+    fn thin_volume(
+        &mut self,
+        pool: &PoolSettings,
+        vid: &str,
+        size: u64,
+    ) -> Result<PathBuf, StageError>;
+    /// Renames a volume `thin_volume` made (`VG/FROM` to `VG/TO`).
+    fn rename_volume(&mut self, from: &str, to: &str) -> Result<(), StageError>;
     /// Unmounts and closes everything `prepare` opened.
     fn finish(&mut self, log: &mut Log) -> Result<(), StageError>;
 }
@@ -104,7 +119,12 @@ pub struct DiskTarget {
     pub pbkdf: partitioner::luks::Pbkdf,
     mounted: Vec<PathBuf>,
     disk: Option<PathBuf>,
+    lvm: Option<Lvm>,
 }
+
+/// Where the installed system keeps the record of the volumes the
+/// installer made for the qubes.
+const VOLUMES_LOG: &str = "var/log/bulkhead/installer-volumes.log";
 
 impl DiskTarget {
     pub fn new(mountpoint: PathBuf, pbkdf: partitioner::luks::Pbkdf) -> Self {
@@ -113,7 +133,16 @@ impl DiskTarget {
             pbkdf,
             mounted: Vec::new(),
             disk: None,
+            lvm: None,
         }
+    }
+
+    /// firstboot's LVM storage, logging what it makes in the target's
+    /// install log directory.
+    fn lvm(&mut self) -> &mut Lvm {
+        let log = self.mountpoint.join(VOLUMES_LOG);
+        self.lvm
+            .get_or_insert_with(|| Lvm::new("lvm", log).without_monitoring())
     }
 
     fn mount(&mut self, args: &[&str], dev: &Path, at: &Path) -> Result<(), StageError> {
@@ -201,6 +230,32 @@ impl Target for DiskTarget {
             &format!("{} failed", argv.join(" ")),
         )?;
         Ok(())
+    }
+
+    fn thin_volume(
+        &mut self,
+        pool: &PoolSettings,
+        vid: &str,
+        size: u64,
+    ) -> Result<PathBuf, StageError> {
+        let lvm = self.lvm();
+        if !lvm.pool_exists(&pool.volume_group, &pool.name)? {
+            lvm.create_pool(&pool.volume_group, &pool.name, pool.percent_free)?;
+        }
+        if lvm.exists(vid)? {
+            lvm.remove(vid)?;
+        }
+        let thin_pool = format!("{}/{}", pool.volume_group, pool.name);
+        lvm.create(&thin_pool, vid, size)?;
+        Ok(Path::new("/dev").join(vid))
+    }
+
+    fn rename_volume(&mut self, from: &str, to: &str) -> Result<(), StageError> {
+        let lvm = self.lvm();
+        if lvm.exists(to)? {
+            lvm.remove(to)?;
+        }
+        Ok(lvm.rename(from, to)?)
     }
 
     fn uefi_booted(&self) -> bool {

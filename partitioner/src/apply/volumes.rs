@@ -27,17 +27,9 @@ pub(super) fn lvm(cx: &mut Context<'_>) -> Result<(), StepError> {
     create_lvm(&cx.plan, &cx.mapper)
 }
 
-/// An `lvm` command; without udev running, device-mapper makes its own nodes.
+/// An `lvm` command without dmeventd monitoring (none in the installer).
 pub(super) fn lvm_command(args: &[&str]) -> Command {
-    let mut c = Command::new("lvm");
-    c.args(args.iter().take(1));
-    // No dmeventd in the installer: the installed system monitors its own pools.
-    c.args(["--config", "activation { monitoring = 0 }"]);
-    c.args(args.iter().skip(1));
-    if !Path::new("/run/udev/control").exists() {
-        c.env("DM_DISABLE_UDEV", "1");
-    }
-    c
+    sysutil::lvm_without_monitoring(Path::new("lvm"), args)
 }
 
 fn lvm_devices_arg(pv: &Path) -> String {

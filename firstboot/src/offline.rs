@@ -359,15 +359,13 @@ impl Backend for Offline {
         // 1. Volumes made at creation: those kept across restarts that are not snapshots.
         let template = ctx.plan.templates.iter().find(|t| t.name == spec.name);
         let installed = template.is_some_and(|t| t.installed);
-        let image = template
-            .and_then(|t| t.image.clone())
-            .map(|p| {
-                if p.is_absolute() {
-                    self.root.join(p.strip_prefix("/").unwrap_or(&p))
-                } else {
-                    p
-                }
-            });
+        let image = template.and_then(|t| t.image.clone()).map(|p| {
+            if p.is_absolute() {
+                self.root.join(p.strip_prefix("/").unwrap_or(&p))
+            } else {
+                p
+            }
+        });
         for v in volumes
             .iter()
             .filter(|v| v.is_lvm() && v.save_on_stop && !v.snap_on_start)

@@ -479,7 +479,8 @@ fn resume_finishes_the_stored_plan_unless_replan() {
 
 #[test]
 fn a_template_the_installer_wrote_is_adopted_and_never_made_empty() {
-    let settings = "[[templates]]\nname = \"debian-12\"\ninstalled = true\nroot_size = 10737418240\n";
+    let settings =
+        "[[templates]]\nname = \"debian-12\"\ninstalled = true\nroot_size = 10737418240\n";
     let state = "var/lib/bulkhead/firstboot";
 
     // The installer's volume is missing: firstboot stops and says so; no
@@ -517,5 +518,8 @@ fn a_template_the_installer_wrote_is_adopted_and_never_made_empty() {
         t.volume_attr("root", "vid"),
         Some("qubes_dom0/vm-debian-12-root")
     );
-    assert_eq!(x.domain("work").unwrap().prop("template"), Some("debian-12"));
+    assert_eq!(
+        x.domain("work").unwrap().prop("template"),
+        Some("debian-12")
+    );
 }

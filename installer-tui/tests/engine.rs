@@ -12,11 +12,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use firstboot::settings::PoolSettings;
 use installer_tui::engine::{
     self, Event, InstallError, Log, Payload, Stage, StageError, Target, TargetFacts,
     overall_percent,
 };
-use firstboot::settings::PoolSettings;
 use installer_tui::secrets::Secrets;
 use partitioner::Plan;
 
@@ -520,7 +520,10 @@ fn the_template_is_written_into_its_root_volume_which_firstboot_adopts() {
         .output()
         .unwrap();
     let header = String::from_utf8_lossy(&dumpe2fs.stdout);
-    assert!(header.contains("Block count:              2621440"), "{header}");
+    assert!(
+        header.contains("Block count:              2621440"),
+        "{header}"
+    );
     // inode tables marked zeroed: no lazy init in every qube's first mount
     let groups = std::process::Command::new("dumpe2fs")
         .arg(&ext4)

@@ -1,8 +1,9 @@
 //! What first boot reads from the machine under the system root: PCI network
 //! and USB controllers (sysfs class codes, as qubes-mgmt-salt's
 //! `pci_net_devs`/`pci_usb_devs` grains do), whether every keyboard is a USB
-//! keyboard, and the newest VM kernel in `/var/lib/qubes/vm-kernels` (as the
-//! initial-setup's "default kernel" task picks it).
+//! keyboard, the newest VM kernel in `/var/lib/qubes/vm-kernels` (as the
+//! initial-setup's "default kernel" task picks it), and how many CPUs dom0
+//! has online (Xen gives dom0 every physical CPU unless told otherwise).
 
 use std::path::Path;
 
@@ -17,6 +18,8 @@ pub struct Facts {
     pub usb_keyboard_only: bool,
     /// The newest VM kernel version, if any is installed.
     pub kernel: Option<String>,
+    /// CPUs online (sysfs `devices/system/cpu/online`), if readable.
+    pub cpus: Option<u32>,
 }
 
 impl Facts {
@@ -29,8 +32,28 @@ impl Facts {
             usb_pci,
             usb_keyboard_only: usb_keyboard_only(&root.join("sys/class/input")),
             kernel: newest_kernel(&root.join(names::VM_KERNELS)),
+            cpus: std::fs::read_to_string(root.join("sys/devices/system/cpu/online"))
+                .ok()
+                .and_then(|l| cpu_count(&l)),
         }
     }
+}
+
+/// The number of CPUs in a sysfs CPU list such as `0-3,6,8-9`; `None`
+/// for anything else.
+pub fn cpu_count(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.trim().split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let a = part.parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        n = n.checked_add(b.checked_sub(a)?.checked_add(1)?)?;
+    }
+    Some(n)
 }
 
 /// Checks a `BB:DD.F` PCI address.
@@ -132,6 +155,27 @@ fn newest_kernel(dir: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn cpu_lists_are_counted_and_anything_else_is_unknown() {
+        for (list, n) in [
+            ("0\n", Some(1)),
+            ("0-1\n", Some(2)),
+            ("0-3,6,8-9", Some(7)),
+            ("", None),
+            ("3-1", None),
+            ("0-x", None),
+            ("0-4294967295", None),
+        ] {
+            assert_eq!(cpu_count(list), n, "{list:?}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Facts::probe(d.path()).cpus, None);
+        let cpu = d.path().join("sys/devices/system/cpu");
+        fs::create_dir_all(&cpu).unwrap();
+        fs::write(cpu.join("online"), "0\n").unwrap();
+        assert_eq!(Facts::probe(d.path()).cpus, Some(1));
+    }
 
     #[test]
     fn pci_classes_and_kernels_are_read_from_the_root() {

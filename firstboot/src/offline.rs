@@ -402,12 +402,15 @@ impl Backend for Offline {
         ctx.point("volumes")?;
 
         // 2. The xl config.
-        let (memory, vcpus) = xlcfg::defaults(spec.memory.or_else(|| {
-            spec.template
-                .as_deref()
-                .and_then(|t| ctx.plan.qube(t))
-                .and_then(|t| t.memory)
-        }));
+        let memory = spec
+            .memory
+            .or_else(|| {
+                spec.template
+                    .as_deref()
+                    .and_then(|t| ctx.plan.qube(t))
+                    .and_then(|t| t.memory)
+            })
+            .unwrap_or(model::DEFAULT_MEMORY);
         let virt_mode = spec.virt_mode.unwrap_or(if spec.pci.is_empty() {
             VirtMode::Pvh
         } else {
@@ -424,11 +427,12 @@ impl Backend for Offline {
             dispid: (spec.class == Class::DispVM).then_some(qid),
             virt_mode,
             memory,
-            vcpus,
+            vcpus: ctx.plan.vcpus,
             kernel: kernel.as_deref(),
             volumes: &volumes,
             netvm: netvm.as_deref(),
             pci: &spec.pci,
+            kernel_args: &ctx.plan.qube_kernel_args,
         });
         crate::util::write_atomic(
             &self.root.join(XL_DIR).join(format!("{}.cfg", spec.name)),

@@ -106,6 +106,18 @@ pub struct Plan {
     /// defaults).
     #[serde(default)]
     pub limits: crate::settings::LimitSettings,
+    /// Virtual CPUs of each qube: Qubes' default, but never more than the
+    /// machine's CPUs (on one CPU, a second vCPU only spins: two made a
+    /// qube's boot about three times slower than one on a one-CPU Xen).
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u32,
+    /// Words added to every qube's kernel command line.
+    #[serde(default)]
+    pub qube_kernel_args: String,
+}
+
+fn default_vcpus() -> u32 {
+    crate::model::DEFAULT_VCPUS
 }
 
 const DVM: &str = "default-dvm";
@@ -121,6 +133,10 @@ impl Plan {
             steps: vec![Step::InitStore],
             warnings: Vec::new(),
             limits: s.limits.clone(),
+            vcpus: facts.cpus.map_or(crate::model::DEFAULT_VCPUS, |c| {
+                c.clamp(1, crate::model::DEFAULT_VCPUS)
+            }),
+            qube_kernel_args: s.qube_kernel_args.clone(),
         };
         if s.skip_everything {
             p.templates.clear();
@@ -334,6 +350,7 @@ mod tests {
             usb_pci: vec!["00:14.0".into()],
             usb_keyboard_only: false,
             kernel: Some("6.6.48-1".into()),
+            cpus: Some(4),
         }
     }
 
@@ -399,6 +416,14 @@ mod tests {
         assert!(p.qube("sys-usb").is_none());
         assert!(!ids(&p).contains(&"start:sys-usb".to_string()));
         assert!(p.warnings[0].contains("USB drive"));
+    }
+
+    #[test]
+    fn qubes_get_two_vcpus_but_never_more_than_the_machine_has() {
+        for (cpus, vcpus) in [(Some(1), 1), (Some(2), 2), (Some(16), 2), (None, 2)] {
+            let f = Facts { cpus, ..facts() };
+            assert_eq!(Plan::new(&Settings::default(), &f).vcpus, vcpus, "{cpus:?}");
+        }
     }
 
     #[test]
@@ -504,6 +529,7 @@ mod props {
                 usb_pci: vec!["00:14.0".into()],
                 usb_keyboard_only: false,
                 kernel: kernel.then(|| "6.6.48-1".to_string()),
+                cpus: None,
             };
             let p = Plan::new(&s, &f);
             let mut made: Vec<String> = vec!["dom0".into()];

@@ -57,6 +57,10 @@ pub struct Settings {
     pub usb_pci: Option<Vec<String>>,
     /// How long one step may take before first boot gives up on it.
     pub limits: LimitSettings,
+    /// Words added to every qube's kernel command line, after Qubes' own
+    /// (as Qubes' `kernelopts`), e.g. `systemd.default_timeout_start_sec=900`
+    /// for a machine so slow that systemd's 90 s wait for a device runs out.
+    pub qube_kernel_args: String,
 }
 
 /// Time limits: a step that does not finish in time stops first boot, so a
@@ -170,6 +174,7 @@ impl Default for Settings {
             net_pci: None,
             usb_pci: None,
             limits: LimitSettings::default(),
+            qube_kernel_args: String::new(),
         }
     }
 }
@@ -238,6 +243,16 @@ impl Settings {
             out.push(problem(
                 "templates",
                 "qubes are to be created but no template is listed; add a [[templates]] entry",
+            ));
+        }
+        if let Some(c) = self
+            .qube_kernel_args
+            .chars()
+            .find(|c| c.is_control() || !c.is_ascii() || "\"'\\".contains(*c))
+        {
+            out.push(problem(
+                "qube_kernel_args",
+                format!("{c:?} cannot be on a qube's kernel command line; give plain words"),
             ));
         }
         for (key, secs) in [

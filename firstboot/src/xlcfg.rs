@@ -19,7 +19,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Class, DEFAULT_MEMORY, DEFAULT_VCPUS, VirtMode, VolumeConfig};
+use crate::model::{Class, VirtMode, VolumeConfig};
 
 /// Qubes' `kernelopts_common` (qubes/config.py), with the root on xvda.
 const KERNELOPTS_COMMON: &str = "root=/dev/xvda ro nomodeset console=hvc0 rd_NO_PLYMOUTH rd.plymouth.enable=0 plymouth.enable=0 xen_privcmd.unrestricted";
@@ -40,6 +40,8 @@ pub struct XlInput<'a> {
     /// The qube providing the network, if any.
     pub netvm: Option<&'a str>,
     pub pci: &'a [String],
+    /// Words after Qubes' own on the kernel line (settings' `qube_kernel_args`).
+    pub kernel_args: &'a str,
 }
 
 /// Qubes' IP for a qube on its netvm.
@@ -104,7 +106,7 @@ pub fn render(x: &XlInput<'_>) -> String {
         let dir = format!("{}/{k}", names::VM_KERNELS_ABS);
         let _ = writeln!(s, "kernel = {}", q(&format!("{dir}/vmlinuz")));
         let _ = writeln!(s, "ramdisk = {}", q(&format!("{dir}/initramfs")));
-        let extra = if x.pci.is_empty() {
+        let mut extra = if x.pci.is_empty() {
             format!(
                 "{KERNELOPTS_COMMON} swiotlb=2048 systemd.hostname={}",
                 x.name
@@ -112,6 +114,10 @@ pub fn render(x: &XlInput<'_>) -> String {
         } else {
             format!("{KERNELOPTS_COMMON} systemd.hostname={}", x.name)
         };
+        for w in x.kernel_args.split_whitespace() {
+            extra.push(' ');
+            extra.push_str(w);
+        }
         let _ = writeln!(s, "extra = {}", q(&extra));
     }
     if x.virt_mode == VirtMode::Hvm {
@@ -163,11 +169,6 @@ fn list(s: &mut String, key: &str, items: &[String]) {
         let _ = writeln!(s, "    \"{i}\",");
     }
     let _ = writeln!(s, "]");
-}
-
-/// Default vcpus/memory for a qube whose spec leaves them unset.
-pub fn defaults(memory: Option<u32>) -> (u32, u32) {
-    (memory.unwrap_or(DEFAULT_MEMORY), DEFAULT_VCPUS)
 }
 
 #[cfg(test)]

@@ -254,6 +254,7 @@ fn plan() -> Plan {
         usb_pci: vec!["00:14.0".into()],
         usb_keyboard_only: false,
         kernel: None,
+        cpus: None,
     };
     Plan::new(&Settings::default(), &facts)
 }

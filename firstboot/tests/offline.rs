@@ -523,3 +523,31 @@ fn a_template_the_installer_wrote_is_adopted_and_never_made_empty() {
         Some("debian-12")
     );
 }
+
+#[test]
+fn qube_configs_follow_the_machine_cpus_and_the_extra_kernel_words() {
+    let d = tempdir();
+    machine(
+        d.path(),
+        "qube_kernel_args = \"systemd.default_timeout_start_sec=900 quiet\"\n",
+    );
+    let cpu = d.path().join("sys/devices/system/cpu");
+    std::fs::create_dir_all(&cpu).unwrap();
+    std::fs::write(cpu.join("online"), "0\n").unwrap();
+    ok(&firstboot(d.path(), &[], &[]));
+    let cfg = read(d.path(), "var/lib/qubes/xl/work.cfg");
+    assert!(cfg.contains("\nvcpus = 1\n"), "{cfg}");
+    let extra = firstboot::xlcfg::extra_of(&cfg).unwrap();
+    assert!(
+        extra.ends_with(" systemd.hostname=work systemd.default_timeout_start_sec=900 quiet"),
+        "{extra}"
+    );
+
+    // a word that would break out of the kernel line is refused
+    let d = tempdir();
+    machine(d.path(), "qube_kernel_args = \"a\\\" b\"\n");
+    let o = firstboot(d.path(), &[], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("qube_kernel_args"), "{err}");
+}

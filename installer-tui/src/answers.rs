@@ -109,6 +109,10 @@ pub struct QubesAnswers {
     /// Create the default AppVMs work, personal, untrusted and vault
     /// (first boot creates all four or none).
     pub appvms: bool,
+    /// Words added to every qube's kernel command line (firstboot's
+    /// `qube_kernel_args`), e.g. `systemd.default_timeout_start_sec=900`
+    /// on a machine too slow for systemd's 90 s wait for a device.
+    pub kernel_args: String,
 }
 
 impl Default for QubesAnswers {
@@ -118,6 +122,7 @@ impl Default for QubesAnswers {
             sys_usb: true,
             disposable_sys_net: false,
             appvms: true,
+            kernel_args: String::new(),
         }
     }
 }
@@ -334,6 +339,11 @@ impl Answers {
                 ));
             }
         }
+        for p in self.firstboot_settings(false).problems() {
+            if p.field == "qube_kernel_args" {
+                out.push(problem("qubes.kernel_args", p.message));
+            }
+        }
         if let Err(m) = check_timezone(&s.timezone) {
             out.push(problem("system.timezone", m));
         }
@@ -395,6 +405,7 @@ impl Answers {
             },
             disposable_sys_net: self.qubes.disposable_sys_net,
             installed_on_usb,
+            qube_kernel_args: self.qubes.kernel_args.clone(),
             ..Settings::default()
         }
     }
@@ -608,12 +619,20 @@ accept_warnings = ["iommu"]
         a.qubes.sys_usb = false;
         a.qubes.disposable_sys_net = true;
         a.qubes.appvms = false;
+        a.qubes.kernel_args = "systemd.default_timeout_start_sec=900".into();
         let s = a.firstboot_settings(true);
         let text = toml::to_string(&s).unwrap();
         let back =
             firstboot::settings::Settings::from_toml(&text, std::path::Path::new("t")).unwrap();
         assert_eq!(back.usb_qube, firstboot::settings::UsbQube::None);
         assert!(back.disposable_sys_net && !back.default_appvms && back.installed_on_usb);
+        assert_eq!(
+            back.qube_kernel_args,
+            "systemd.default_timeout_start_sec=900"
+        );
+        a.qubes.kernel_args = "a\" b".into();
+        let p = a.problems();
+        assert!(p.iter().any(|p| p.field == "qubes.kernel_args"), "{p:?}");
     }
 
     #[test]

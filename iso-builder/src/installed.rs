@@ -35,14 +35,50 @@ pub const NETWORK_UNITS: &[&str] = &[
 /// (bulkhead-qube@), which start, stop and give back their volumes.
 pub const XEN_DOMAIN_UNITS: &[&str] = &["xendomains.service"];
 
-/// Units of Debian's Xen packages that a qube has no use for: `xen`'s
-/// init script starts dom0's daemons and, in a domU, only loads modules
-/// (the network backend loads what it needs); `xendomains` starts and saves
-/// domains; `e2scrub_reap` removes LVM snapshots of e2scrub, which a qube's
-/// volumes never have. Masked in the template: each costs seconds of a
-/// qube's boot.
-pub const TEMPLATE_MASKED_UNITS: &[&str] =
-    &["xen.service", "xendomains.service", "e2scrub_reap.service"];
+/// Units a qube has no use for, masked in the template: each costs seconds
+/// of every qube's boot (a PVH domU under Xen), and most run at every
+/// start, since an AppVM's root is a fresh snapshot each time.
+/// - Debian's Xen packages: `xen`'s init script starts dom0's daemons and,
+///   in a domU, only loads modules (the network backend loads what it
+///   needs); `xendomains` starts and saves domains.
+/// - e2scrub: `e2scrub_reap` and `e2scrub_all.timer` check LVM snapshots,
+///   which a qube's volumes (plain xvda, xvdb) never are.
+/// - Hardware a PVH domU has not: a display (`modprobe@drm`), EFI's
+///   persistent store (`systemd-pstore`, `modprobe@efi_pstore`), a VT
+///   console (`getty@tty1`: a qube's login is on hvc0), device-mapper
+///   (`modprobe@dm_mod`; root is xvda).
+/// - Kernel file systems only a debugger or tuner mounts (debugfs, tracefs,
+///   hugetlbfs, configfs, fusectl); fuse and loop still load on first use
+///   of /dev/fuse and /dev/loop-control, as their device nodes exist.
+/// - apt's and dpkg's daily timers: an AppVM's root is discarded at
+///   shutdown and the template is updated by hand (as in Qubes, where
+///   dom0 updates templates), so their runs only cost each start.
+pub const TEMPLATE_MASKED_UNITS: &[&str] = &[
+    "xen.service",
+    "xendomains.service",
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "modprobe@drm.service",
+    "systemd-pstore.service",
+    "modprobe@efi_pstore.service",
+    "getty@tty1.service",
+    "modprobe@dm_mod.service",
+    "modprobe@loop.service",
+    "modprobe@fuse.service",
+    "modprobe@configfs.service",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount",
+    "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+];
+
+/// apt's daily timers in dom0, which has no network (the same reason as
+/// [`NETWORK_UNITS`]): each run could only fail.
+pub const DOM0_MASKED_TIMERS: &[&str] = &["apt-daily.timer", "apt-daily-upgrade.timer"];
 
 /// A unit file at `path` and its link in multi-user.target.wants.
 fn enabled(path: &str, text: &str) -> [Extra; 2] {
@@ -99,7 +135,12 @@ pub fn payload_files(firstboot: Vec<u8>, qube: Vec<u8>) -> Vec<Extra> {
             0o644,
         ),
     ]);
-    v.extend(masked(NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS)));
+    v.extend(masked(
+        NETWORK_UNITS
+            .iter()
+            .chain(XEN_DOMAIN_UNITS)
+            .chain(DOM0_MASKED_TIMERS),
+    ));
     v
 }
 
@@ -132,6 +173,7 @@ pub fn template_files() -> Vec<Extra> {
         // started by its path unit only
         Extra::file(QUBE_DNS_UNIT, QUBE_DNS_UNIT_TEXT, 0o644),
         Extra::file(NM_DROPIN, NM_DROPIN_TEXT, 0o644),
+        Extra::file(HVC0_DROPIN, HVC0_DROPIN_TEXT, 0o644),
         Extra::file(
             "etc/NetworkManager/conf.d/30-bulkhead-vif.conf",
             NM_VIF_TEXT,
@@ -143,6 +185,8 @@ pub fn template_files() -> Vec<Extra> {
 }
 
 const QUBE_FSTAB: &str = include_str!("../template/fstab");
+const HVC0_DROPIN: &str = "etc/systemd/system/dev-hvc0.device.d/bulkhead-wait.conf";
+const HVC0_DROPIN_TEXT: &str = include_str!("../template/hvc0-wait.conf");
 pub const QUBE_HOME_UNIT: &str = "usr/lib/systemd/system/bulkhead-qube-home.service";
 const QUBE_HOME_UNIT_TEXT: &str = include_str!("../template/bulkhead-qube-home.service");
 pub const QUBE_HOME_SCRIPT: &str = "usr/lib/bulkhead/qube-home";
@@ -225,6 +269,7 @@ pub const TEMPLATE_REQUIRED: &[&str] = &[
     "etc/fstab",
     QUBE_HOME_UNIT,
     QUBE_HOME_SCRIPT,
+    HVC0_DROPIN,
     // the network backend: netback, xl devd and what its scripts use
     "usr/lib/modules/*/kernel/drivers/net/xen-netback/xen-netback.ko",
     "usr/sbin/xl",
@@ -350,7 +395,11 @@ mod tests {
         for p in [QUBE_BIN, QUBE_UNIT, QUBE_SUDOERS] {
             assert!(PAYLOAD_REQUIRED.contains(&p), "{p} not required");
         }
-        for u in NETWORK_UNITS.iter().chain(XEN_DOMAIN_UNITS) {
+        for u in NETWORK_UNITS
+            .iter()
+            .chain(XEN_DOMAIN_UNITS)
+            .chain(DOM0_MASKED_TIMERS)
+        {
             assert!(files.contains(&Extra::symlink(
                 &format!("etc/systemd/system/{u}"),
                 "/dev/null"

@@ -337,5 +337,19 @@ fn template_boot(iso: &Path, root: &Path, work: &Path) -> Result<Outcome> {
         .disk(Disk::new(&img).bus(Bus::Virtio).readonly(true))
         .wait_for(" login: ")
         .timeout(Duration::from_secs(300));
-    boot("template root (its own kernel)", vm)
+    let mut o = boot("template root (its own kernel)", vm)?;
+    // Every unit the template starts, with those it masks, comes up.
+    let failed: Vec<&str> = o
+        .serial
+        .lines()
+        .filter(|l| l.contains("FAILED") || l.contains("Dependency failed"))
+        .collect();
+    if o.ok && !failed.is_empty() {
+        eprintln!("  template root: units failed:");
+        for l in &failed {
+            eprintln!("    | {l}");
+        }
+        o.ok = false;
+    }
+    Ok(o)
 }

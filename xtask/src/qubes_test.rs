@@ -140,7 +140,7 @@ fn session(passphrase: &str, user: &str, password: &str) -> Vec<(String, String)
         (
             &work,
             format!(
-                "[ $(hostname) = work ] && {}; sudo -n true && {}; echo kept > ~/e2e-kept; echo junk | sudo tee /etc/e2e-junk >/dev/null; sync; \
+                "systemd-analyze; systemd-analyze blame --no-pager | head -12; [ $(hostname) = work ] && {}; sudo -n true && {}; echo kept > ~/e2e-kept; echo junk | sudo tee /etc/e2e-junk >/dev/null; sync; \
                  gw={}; ping -c1 -W10 $gw >/dev/null && {}; r=$(getent ahostsv4 probe.bulkhead.test | awk '{{print $1; exit}}'); \
                  printf 'RESOLVED=%s=\\n' $r; ping -c1 -W10 $r >/dev/null && printf 'PINGED=%s=\\n' $r; {}\r",
                 mark("HOSTNAME-OK"),

@@ -83,7 +83,7 @@ impl Lvm {
     /// Whether the volume group is reachable with this lvm binary.
     pub fn vg_reachable(lvm: &Path, vg: &str) -> bool {
         Command::new(lvm)
-            .args(["vgs", "--noheadings", "-o", "vg_name", vg])
+            .args(["vgs", "--noheadings", "-o", "vg_name", "--", vg])
             .output()
             .is_ok_and(|o| o.status.success())
     }
@@ -108,6 +108,7 @@ impl Lvm {
                 ",",
                 "-o",
                 "lv_name,lv_attr",
+                "--",
                 vg,
             ])?;
             let map = out
@@ -175,7 +176,13 @@ impl Storage for Lvm {
 
     fn create_pool(&mut self, vg: &str, pool: &str, percent_free: u8) -> Result<(), Error> {
         let extents = format!("{percent_free}%FREE");
-        self.run(&["lvcreate", "-l", &extents, "--thinpool", pool, vg])?;
+        self.run(&[
+            "lvcreate",
+            &format!("--extents={extents}"),
+            &format!("--thinpool={pool}"),
+            "--",
+            vg,
+        ])?;
         let vid = format!("{vg}/{pool}");
         self.changed(
             &format!("create-pool {vid} {extents}"),

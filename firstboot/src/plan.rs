@@ -254,9 +254,11 @@ impl Plan {
             p.global("default_netvm", "sys-firewall");
             p.global("updatevm", "sys-firewall");
             p.global("clockvm", "sys-net");
-            p.steps.push(Step::Start {
-                name: "sys-firewall".into(),
-            });
+            // One step per qube started, each with its own time limit:
+            // starting sys-firewall would start sys-net first anyway.
+            for name in ["sys-net", "sys-firewall"] {
+                p.steps.push(Step::Start { name: name.into() });
+            }
             if p.qube("sys-usb").is_some() {
                 p.steps.push(Step::Start {
                     name: "sys-usb".into(),
@@ -378,6 +380,7 @@ mod tests {
                 "prefs:default_netvm",
                 "prefs:updatevm",
                 "prefs:clockvm",
+                "start:sys-net",
                 "start:sys-firewall",
                 "start:sys-usb",
             ]

@@ -124,6 +124,8 @@ fn every_point_is_covered() {
         "qube:sys-firewall:xl-config",
         "prefs:clockvm:write",
         "qube:work:units",
+        "start:sys-net:checked",
+        "start:sys-net:end",
         "start:sys-usb:checked",
         "start:sys-usb:end",
     ] {
@@ -135,7 +137,7 @@ fn every_point_is_covered() {
     }
     assert_eq!(
         r.points.iter().filter(|p| p.ends_with(":begin")).count(),
-        20
+        21
     );
     assert!(r.points.len() > 70, "{}", r.points.len());
 }

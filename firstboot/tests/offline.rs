@@ -20,7 +20,7 @@ fn default_install_matches_qubes_initial_setup() {
     machine(root, "");
     let err = ok(&firstboot(root, &[], &[]));
     assert!(err.contains("storage creation SKIPPED"), "{err}");
-    assert!(err.contains("[20/20] Starting sys-usb"), "{err}");
+    assert!(err.contains("[21/21] Starting sys-usb"), "{err}");
 
     let x = store(root);
     // Labels and pools.

@@ -58,8 +58,7 @@ pub struct Settings {
     /// How long one step may take before first boot gives up on it.
     pub limits: LimitSettings,
     /// Words added to every qube's kernel command line, after Qubes' own
-    /// (as Qubes' `kernelopts`), e.g. `systemd.default_timeout_start_sec=900`
-    /// for a machine so slow that systemd's 90 s wait for a device runs out.
+    /// (as Qubes' `kernelopts`), e.g. `quiet` or `systemd.log_level=debug`.
     pub qube_kernel_args: String,
 }
 

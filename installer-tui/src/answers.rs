@@ -110,8 +110,7 @@ pub struct QubesAnswers {
     /// (first boot creates all four or none).
     pub appvms: bool,
     /// Words added to every qube's kernel command line (firstboot's
-    /// `qube_kernel_args`), e.g. `systemd.default_timeout_start_sec=900`
-    /// on a machine too slow for systemd's 90 s wait for a device.
+    /// `qube_kernel_args`), e.g. `quiet` or `systemd.log_level=debug`.
     pub kernel_args: String,
 }
 

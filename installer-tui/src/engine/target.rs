@@ -198,6 +198,9 @@ impl Target for DiskTarget {
             },
         )?;
         self.disk = Some(disk.clone());
+        // A fresh listing of the volumes this apply made (a retry may reuse
+        // this target).
+        self.lvm = None;
         let root = self.mountpoint.clone();
         self.mount(&[], Path::new(&out.root), &root)?;
         self.mount(

@@ -88,8 +88,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = super::offline(d.path()).unwrap();
         assert_eq!(r.qubes, 11);
-        assert_eq!(r.steps, 20);
-        assert_eq!(r.per_step.len(), 20);
+        assert_eq!(r.steps, 21);
+        assert_eq!(r.per_step.len(), 21);
         assert!(!d.path().join("firstboot-bench-root").exists());
     }
 }
